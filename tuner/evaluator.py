@@ -1,0 +1,95 @@
+"""The Evaluator, the seam every agent shares: validate → cache → worker → score → record."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tuner.measure.cache import MeasurementCache, cache_key
+from tuner.measure.fingerprint import fingerprint, resolve_device
+from tuner.measure.launcher import WorkerClient
+from tuner.measure.protocol import error_payload
+from tuner.measure.status import Status
+from tuner.objective import score
+from tuner.records import Record, append_record, read_records
+from tuner.task import TaskSpec
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Evaluator:
+    """Measures configs of one task into one run folder; the only place measurements happen."""
+
+    def __init__(self, task: TaskSpec, run_dir: Path, *, agent: str = "measure", use_cache: bool = True,
+                 cache_dir: Path | None = None, echo_worker: bool = False, worker_env: dict[str, str] | None = None):
+        self.task = task
+        self.run_dir = Path(run_dir)
+        self.agent = agent
+        self.use_cache = use_cache
+        self.cache = MeasurementCache(cache_dir or self.run_dir.parent / "cache")
+        self.records_path = self.run_dir / "records.jsonl"
+        self.trial = len(read_records(self.records_path))
+        self.device = resolve_device(task.device)
+        self.fingerprint = fingerprint(self.device)
+        models = str((self.run_dir.parent / "models").resolve())
+        self.worker = WorkerClient(env={"INFERTUNE_MODELS_DIR": models, **(worker_env or {})}, echo=echo_worker)
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the worker (no process is left behind)."""
+        self.worker.close()
+
+    def key(self, config: Mapping[str, Any]) -> str:
+        """Cache key: task, model identity, workload, accuracy, config, fingerprint."""
+        spec = self.task.worker_spec()
+        return cache_key({"task": self.task.id, "backend": self.task.backend, "model": self.task.model_identity,
+                          "workload": spec["workload"], "accuracy": spec["accuracy"], "config": dict(config),
+                          "fingerprint": self.fingerprint})
+
+    def evaluate(self, config: Mapping[str, Any], *, fault: str | None = None) -> Record:
+        """Measure one config (or fetch it from the cache) and append its record; raises ConfigError on bad input."""
+        full = self.task.space.complete(config)
+        started, clock = _now(), time.perf_counter()
+        key = self.key(full)
+        violated = self.task.space.violations(full)
+        if violated:
+            reply = {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {},
+                     "error": error_payload("ConstraintViolated", f"violates: {'; '.join(violated)}")}
+        elif self.use_cache and fault is None and (hit := self.cache.get(key)) is not None:
+            return self._write(self._from_cache(hit, started))
+        else:
+            payload = {"op": "measure", "task": self.task.worker_spec(), "config": full, "fault": fault}
+            reply = self.worker.request(payload, timeout_s=self.task.timeout_s)
+        status = Status(reply["status"])
+        value, feasible = score(self.task.objective, status.value, reply["metrics"])
+        record = Record(run=self.run_dir.name, task=self.task.id, space=self.task.space.label, trial=self.trial,
+                        agent=self.agent, config=full, status=status.value, error=reply["error"],
+                        metrics=reply["metrics"], objective=value, feasible=feasible, cached=False,
+                        fingerprint=self.fingerprint, started_at=started,
+                        duration_s=time.perf_counter() - clock, info=reply.get("info", {}))
+        if status.deterministic and not violated and fault is None:
+            self.cache.put(key, record.to_dict())
+        return self._write(record)
+
+    def _from_cache(self, stored: dict[str, Any], started: str) -> Record:
+        record = Record.from_dict(copy.deepcopy(stored))
+        record.run, record.trial, record.agent = self.run_dir.name, self.trial, self.agent
+        record.cached, record.started_at, record.duration_s = True, started, 0.0
+        record.objective, record.feasible = score(self.task.objective, record.status, record.metrics)
+        return record
+
+    def _write(self, record: Record) -> Record:
+        append_record(self.records_path, record)
+        self.trial += 1
+        return record

@@ -1,0 +1,1 @@
+"""Measuring one config: worker subprocess, launcher, backends, cache, fingerprint, status."""

@@ -1,0 +1,1 @@
+"""Backends that run a config: ``hf`` (transformers, real inference). torch is imported only below here."""

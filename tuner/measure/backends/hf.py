@@ -1,0 +1,114 @@
+"""The transformers backend: keeps loaded models, measures a config, scores it against the reference."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+import torch
+
+from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequences, teacher_forced_logprobs
+from tuner.measure.backends.hf_models import DTYPES, load_model, load_tokenizer
+from tuner.measure.backends.hf_timing import measure_generation
+from tuner.measure.backends.infeasible import Infeasible
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` picks CUDA when torch sees a GPU; asking for CUDA without one is infeasible."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise Infeasible("device cuda requested but torch sees no CUDA device")
+    return device
+
+
+def check_dtype(dtype: str, device: str) -> None:
+    """Infeasible when the device has no kernels for ``dtype`` (tried on a small matmul)."""
+    try:
+        probe = torch.ones(4, 4, dtype=DTYPES[dtype], device=device)
+        (probe @ probe).sum().item()
+    except RuntimeError as error:
+        raise Infeasible(f"{dtype} is not supported on {device}: {error}") from None
+
+
+class HFBackend:
+    """Measures configs of one or more tasks, reusing loaded weights across configs (LRU of ``max_models``)."""
+
+    def __init__(self, max_models: int = 3):
+        self.max_models = max_models
+        self._models: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+        self._tokenizers: dict[str, Any] = {}
+        self._references: dict[str, Reference] = {}
+        self._accuracy: dict[tuple, dict[str, float]] = {}
+
+    def _tokenizer(self, model_spec: dict[str, Any]) -> Any:
+        key = repr(sorted(model_spec.items()))
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(model_spec)
+        return self._tokenizers[key]
+
+    def _model(self, task: dict[str, Any], weights: dict[str, Any], device: str) -> tuple[Any, int, bool]:
+        """(model, quantized module count, freshly loaded?) for the knobs that change the weights."""
+        key = (repr(sorted(task["model"].items())), task["seed"], device, weights["dtype"], weights["quantization"])
+        if key in self._models:
+            self._models.move_to_end(key)
+            return *self._models[key], False
+        while len(self._models) >= self.max_models:
+            self._models.popitem(last=False)
+        vocab = len(self._tokenizer(task["model"]))
+        self._models[key] = load_model(task["model"], weights["dtype"], weights["quantization"], device, task["seed"],
+                                       vocab)
+        return *self._models[key], True
+
+    def _reference(self, task: dict[str, Any], device: str) -> Reference:
+        key = repr((task["id"], sorted(task["model"].items()), task["accuracy"], device))
+        if key not in self._references:
+            spec = task["accuracy"]
+            model, _, _ = self._model(task, spec["reference"], device)
+            model.set_attn_implementation(spec["reference"]["attn_implementation"])
+            tokenizer = self._tokenizer(task["model"])
+            sequences = greedy_sequences(model, tokenizer, spec["eval_prompts"], spec["new_tokens"],
+                                         task["workload"]["chat_template"], device)
+            logprobs = teacher_forced_logprobs(model, sequences, tokenizer.pad_token_id, device)
+            self._references[key] = Reference(sequences, logprobs)
+        return self._references[key]
+
+    def _accuracy_of(self, task: dict[str, Any], config: dict[str, Any], device: str) -> dict[str, float]:
+        key = repr((task["id"], sorted(task["model"].items()), device, config["dtype"], config["quantization"],
+                    config["attn_implementation"]))
+        if key not in self._accuracy:
+            reference = self._reference(task, device)
+            model, _, _ = self._model(task, config, device)
+            model.set_attn_implementation(config["attn_implementation"])
+            tokenizer = self._tokenizer(task["model"])
+            self._accuracy[key] = agreement(reference, teacher_forced_logprobs(model, reference.sequences,
+                                                                               tokenizer.pad_token_id, device))
+        return self._accuracy[key]
+
+    def measure(self, task: dict[str, Any], config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Measure one config for real; returns (metrics, info). Raises Infeasible or the failure itself."""
+        if config["shard_count"] > 1:
+            raise Infeasible("shard_count > 1 needs tensor parallelism, which this backend does not run yet")
+        if config["compile"] and config["cache_implementation"] != "static":
+            raise Infeasible("compile needs cache_implementation static")
+        device = resolve_device(task["device"])
+        check_dtype(config["dtype"], device)
+
+        load_start = time.perf_counter()
+        model, quantized_modules, loaded = self._model(task, config, device)
+        load_s = time.perf_counter() - load_start
+
+        accuracy_start = time.perf_counter()
+        accuracy = self._accuracy_of(task, config, device)
+        accuracy_s = time.perf_counter() - accuracy_start
+
+        model.set_attn_implementation(config["attn_implementation"])
+        tokenizer = self._tokenizer(task["model"])
+        metrics, info = measure_generation(model, tokenizer, task["workload"], config, device)
+        metrics.update(accuracy)
+        metrics["task_accuracy"] = None
+        info.update({"device": device, "loaded_weights": loaded, "load_s": load_s, "accuracy_s": accuracy_s,
+                     "quantized_modules": quantized_modules,
+                     "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
+        return metrics, info

@@ -1,0 +1,124 @@
+"""Load tokenizers and models for the HF backend: GGUF (converted once, cached), local folder, hub id, tiny."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
+
+from tuner.measure.backends.infeasible import Infeasible
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+TINY_DEFAULTS = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512}
+
+
+def models_dir() -> Path:
+    """Where converted weights are cached (``runs/models`` unless INFERTUNE_MODELS_DIR says otherwise)."""
+    return Path(os.environ.get("INFERTUNE_MODELS_DIR", "runs/models"))
+
+
+def _byte_tokenizer() -> PreTrainedTokenizerFast:
+    """A 256-byte BPE tokenizer with no merges, built in-process for the tiny random model."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
+    for special in ("<pad>", "<s>", "</s>"):
+        vocab[special] = len(vocab)
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+
+
+def _converted_gguf(gguf: Path) -> Path:
+    """A float32 safetensors copy of a GGUF model, converted once (dequantizing takes ~20 s) and reused."""
+    target = models_dir() / f"{gguf.stem}-{gguf.stat().st_size}"
+    if (target / "config.json").is_file():
+        return target
+    staging = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The dequantized weights are plain float32: drop the GGUF marker so they save as a normal checkpoint.
+    del model.config.quantization_config
+    model.hf_quantizer = None
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    try:
+        os.replace(staging, target)  # atomic; another worker may have won the race
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def weights_location(model_spec: dict[str, Any]) -> str:
+    """Folder or hub id ``from_pretrained`` reads (converting a GGUF file on first use)."""
+    if "gguf" in model_spec:
+        return str(_converted_gguf(Path(model_spec["gguf"])))
+    return str(model_spec.get("path") or model_spec["hf_id"])
+
+
+def load_tokenizer(model_spec: dict[str, Any]) -> Any:
+    """The tokenizer, padding on the left (decoder-only generation)."""
+    if "tiny" in model_spec:
+        tokenizer = _byte_tokenizer()
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(weights_location(model_spec),
+                                                  trust_remote_code=bool(model_spec.get("trust_remote_code")))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _tiny_model(spec: dict[str, Any], vocab_size: int, seed: int) -> torch.nn.Module:
+    from transformers import AutoConfig
+
+    settings = {**TINY_DEFAULTS, **spec}
+    architecture = settings.pop("architecture")
+    config = AutoConfig.for_model(architecture, vocab_size=vocab_size, pad_token_id=vocab_size - 3,
+                                  bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, **settings)
+    torch.manual_seed(seed)  # same seed, same random weights, whatever dtype comes next
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+
+
+def quantize(model: torch.nn.Module, quantization: str, device: str) -> int:
+    """Quantize in place; returns how many modules changed. Raises Infeasible when it cannot run here."""
+    if quantization == "none":
+        return 0
+    if quantization == "int8-dynamic":
+        if device != "cpu":
+            raise Infeasible("int8-dynamic (torch dynamic quantization) runs on CPU only")
+        from torch.ao.quantization import quantize_dynamic
+
+        before = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+        quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+        return before - sum(type(module) is torch.nn.Linear for module in model.modules())
+    try:
+        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+    except ImportError:
+        raise Infeasible(f"{quantization} needs torchao, which is not installed (pip install torchao)") from None
+    if quantization == "int4-weight-only" and device != "cuda":
+        raise Infeasible("int4-weight-only (torchao) kernels need CUDA")
+    config = Int8WeightOnlyConfig() if quantization == "int8-weight-only" else Int4WeightOnlyConfig(group_size=128)
+    linear_count = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
+    quantize_(model, config)
+    return linear_count
+
+
+def load_model(model_spec: dict[str, Any], dtype: str, quantization: str, device: str, seed: int,
+               vocab_size: int) -> tuple[torch.nn.Module, int]:
+    """Load weights in ``dtype``, quantize, move to ``device``; returns (model, quantized module count)."""
+    if "tiny" in model_spec:
+        model = _tiny_model(model_spec["tiny"], vocab_size, seed).to(DTYPES[dtype])
+    else:
+        model = AutoModelForCausalLM.from_pretrained(weights_location(model_spec), dtype=DTYPES[dtype],
+                                                     trust_remote_code=bool(model_spec.get("trust_remote_code")))
+    model.to(device)
+    model.eval()
+    return model, quantize(model, quantization, device)

@@ -1,0 +1,40 @@
+"""Measurement cache: one JSON file per (task, model, workload, config, fingerprint) key, shareable by workers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """A stable hash of everything a measurement depends on."""
+    blob = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class MeasurementCache:
+    """A folder of ``<key>.json`` results; writes are atomic so concurrent workers never read half a file."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored record for ``key``, or None."""
+        path = self.folder / f"{key}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def put(self, key: str, record: Mapping[str, Any]) -> None:
+        """Store a record under ``key`` (write to a temporary file, then rename)."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
+        with os.fdopen(handle, "w") as out:
+            json.dump(record, out)
+        os.replace(temporary, self.folder / f"{key}.json")

@@ -1,0 +1,54 @@
+"""Test-only fault injection inside the worker: raise, die by a signal, allocate until OOM, hang.
+
+Honoured only when the worker's environment sets ``INFERTUNE_ENABLE_FAULTS=1``, so a stray request field
+can never break a real run.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import time
+
+FAULTS = ("raise", "signal", "oom", "hang")
+ENABLE_VARIABLE = "INFERTUNE_ENABLE_FAULTS"
+
+
+class InjectedError(RuntimeError):
+    """The exception the ``raise`` fault throws."""
+
+
+def faults_enabled() -> bool:
+    """Whether this process may inject faults."""
+    return os.environ.get(ENABLE_VARIABLE) == "1"
+
+
+def _allocate_until_failure() -> None:
+    import torch
+
+    # Cap the address space a little above what is mapped now, so the allocation fails in this process
+    # instead of waking the kernel's OOM killer on the whole machine.
+    with open("/proc/self/statm") as statm:
+        mapped = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + (2 << 30), resource.RLIM_INFINITY))
+    hoard = []
+    while True:
+        hoard.append(torch.ones(64 << 20, dtype=torch.float32))  # 256 MiB at a time, touched
+
+
+def inject(fault: str | None) -> None:
+    """Trigger ``fault`` (no-op when None or faults are disabled)."""
+    if not fault or not faults_enabled():
+        return
+    if fault == "raise":
+        raise InjectedError("fault injected: raise")
+    if fault == "signal":
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # an abort, but no core file on disk
+        os.kill(os.getpid(), signal.SIGABRT)
+    if fault == "oom":
+        _allocate_until_failure()
+    if fault == "hang":
+        while True:
+            time.sleep(3600)
+    raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")

@@ -1,0 +1,144 @@
+"""Parent side of the worker: start it, send a request, wait under a timeout, kill and restart on failure.
+
+The parent never imports torch or touches CUDA; the worker runs in its own process group so a timeout
+kills it together with anything it started.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from tuner.measure.protocol import decode, encode, error_payload
+from tuner.measure.status import Status
+
+LOG_LINES = 40
+
+
+class WorkerClient:
+    """One live worker process, replaced whenever it dies, hangs or asks to be restarted."""
+
+    def __init__(self, startup_timeout_s: float = 300.0, env: dict[str, str] | None = None, echo: bool = False):
+        self.startup_timeout_s = startup_timeout_s
+        self.env = env
+        self.echo = echo
+        self.process: subprocess.Popen | None = None
+        self._reply_fd: int | None = None
+        self._buffer = b""
+        self._log: collections.deque[str] = collections.deque(maxlen=LOG_LINES)
+        self._next_id = 0
+        self.starts = 0
+
+    @property
+    def pid(self) -> int | None:
+        """PID of the live worker, if any."""
+        return self.process.pid if self.process and self.process.poll() is None else None
+
+    def _drain(self, stream: Any) -> None:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            self._log.append(line)
+            if self.echo:
+                print(f"[worker] {line}", file=sys.stderr)
+        stream.close()
+
+    def start(self) -> dict[str, Any] | None:
+        """Start a worker; None when it is ready, else a failure reply (crash or timeout)."""
+        read_fd, write_fd = os.pipe()
+        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        self._log.clear()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tuner.measure.worker", "--reply-fd", str(write_fd)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=(write_fd,),
+            start_new_session=True, env=env,
+        )
+        os.close(write_fd)
+        self._reply_fd, self._buffer = read_fd, b""
+        self.starts += 1
+        threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
+        hello = self._receive(self.startup_timeout_s)
+        return None if hello.get("event") == "ready" else hello
+
+    def _receive(self, timeout_s: float) -> dict[str, Any]:
+        """The next message, or a synthesized crash/timeout reply."""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buffer:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                return self._failure(Status.TIMEOUT, "Timeout",
+                                     f"no answer within {timeout_s:.0f} s; worker process group killed")
+            ready, _, _ = select.select([self._reply_fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(self._reply_fd, 1 << 16)
+            if not chunk:
+                return self._died()
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return decode(line)
+
+    def _died(self) -> dict[str, Any]:
+        code = self.process.wait() if self.process else None
+        self._close_fds()
+        time.sleep(0.05)  # let the log thread read the last lines the worker printed
+        how = f"killed by {signal.Signals(-code).name}" if code is not None and code < 0 else f"exited with code {code}"
+        return self._failure(Status.CRASH, "WorkerDied", f"worker process {how}", exit_code=code)
+
+    def _failure(self, status: Status, kind: str, message: str, exit_code: int | None = None) -> dict[str, Any]:
+        return {"status": status.value, "metrics": {}, "info": {}, "restart": True,
+                "error": error_payload(kind, message, log_tail=list(self._log)[-15:], exit_code=exit_code)}
+
+    def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """Send one measurement request and return the reply; never raises for worker failures."""
+        if self.pid is None:
+            failure = self.start()
+            if failure is not None:
+                return failure
+        self._next_id += 1
+        try:
+            self.process.stdin.write(encode({**payload, "id": self._next_id}))
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return self._died()
+        reply = self._receive(timeout_s)
+        if reply.get("restart"):
+            self.kill()
+        return reply
+
+    def kill(self) -> None:
+        """Kill the worker's whole process group and reap it."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._close_fds()
+
+    def _close_fds(self) -> None:
+        if self._reply_fd is not None:
+            os.close(self._reply_fd)
+            self._reply_fd = None
+        if self.process is not None and self.process.stdin and not self.process.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+
+    def close(self) -> None:
+        """Ask the worker to exit, then make sure its process group is gone."""
+        if self.pid is not None:
+            try:
+                self.process.stdin.write(encode({"op": "shutdown"}))
+                self.process.stdin.flush()
+                self.process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+        self.process = None

@@ -1,0 +1,83 @@
+"""The worker process: keeps models loaded, measures one config per request, classifies every failure.
+
+Run by the launcher as ``python -m tuner.measure.worker --reply-fd N``; requests arrive on stdin, replies
+leave on fd N, and everything libraries print goes to stdout/stderr, which the parent keeps as a log tail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Any
+
+from tuner.measure.protocol import decode, encode, error_payload
+from tuner.measure.status import Status
+
+OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+def classify(error: BaseException) -> tuple[Status, bool]:
+    """(status, restart the worker?) for an exception raised while measuring."""
+    import torch
+
+    from tuner.measure.backends.infeasible import Infeasible
+
+    if isinstance(error, Infeasible):
+        return Status.INFEASIBLE, False
+    text = str(error).lower()
+    if isinstance(error, torch.OutOfMemoryError | MemoryError) or any(marker in text for marker in OOM_MARKERS):
+        return Status.OOM, True  # allocator state after an OOM is not trusted: start clean
+    return Status.ERROR, "cuda error" in text  # a CUDA error is sticky: the process must go
+
+
+def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement and turn its outcome into a reply."""
+    from tuner.measure.faults import inject
+
+    try:
+        inject(request.get("fault"))
+        metrics, info = backend.measure(request["task"], request["config"])
+    except Exception as error:  # every failure becomes a structured reply, never a dead silence
+        status, restart = classify(error)
+        frames = traceback.format_exception(error)[-6:]
+        lines = [line for frame in frames for line in frame.rstrip().splitlines()]
+        return {"status": status.value, "metrics": {}, "info": {},
+                "error": error_payload(type(error).__name__, str(error).strip() or repr(error), log_tail=lines),
+                "restart": restart}
+    status = Status.OK if info.get("stable", True) else Status.UNSTABLE
+    return {"status": status.value, "metrics": metrics, "info": info, "error": None, "restart": False}
+
+
+def serve(reply_fd: int) -> None:
+    """Answer requests until stdin closes (the parent is gone) or a shutdown request arrives."""
+    import torch
+
+    from tuner.measure.backends.hf import HFBackend
+
+    backend = HFBackend()
+    reply = os.fdopen(reply_fd, "wb", buffering=0)
+    reply.write(encode({"event": "ready", "pid": os.getpid(), "torch": torch.__version__}))
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = decode(line)
+        if request.get("op") == "shutdown":
+            break
+        answer = handle_measure(backend, request)
+        answer["id"] = request.get("id")
+        reply.write(encode(answer))
+        if answer["restart"]:
+            break
+
+
+def main() -> None:
+    """Entry point of the worker subprocess."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--reply-fd", type=int, required=True)
+    serve(parser.parse_args().reply_fd)
+
+
+if __name__ == "__main__":
+    main()

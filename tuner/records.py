@@ -1,0 +1,68 @@
+"""Record: one measured config (DESIGN §6), appended and flushed to ``runs/<run>/records.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+
+
+@dataclass
+class Record:
+    """One line of records.jsonl."""
+
+    run: str
+    task: str
+    space: str
+    trial: int
+    agent: str
+    config: dict[str, Any]
+    status: str
+    error: dict[str, Any] | None
+    metrics: dict[str, Any]
+    objective: float
+    feasible: bool
+    cached: bool
+    fingerprint: dict[str, Any]
+    started_at: str
+    duration_s: float
+    info: dict[str, Any] = field(default_factory=dict)  # code path taken, time split; not part of the score
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able dict with ``schema`` first, as in DESIGN §6."""
+        data = asdict(self)
+        return {"schema": data.pop("schema"), **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Rebuild a record (unknown keys are ignored so newer files still read)."""
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def append_record(path: Path, record: Record) -> None:
+    """Append one record and push it to disk before returning, so a kill loses nothing already measured."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+    with open(path, "a") as out:
+        out.write(line)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def read_records(path: Path) -> list[Record]:
+    """Every complete record in a file; a torn last line (a kill mid-write) is skipped."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(Record.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError):
+            continue
+    return records

