@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -37,7 +38,7 @@ class Evaluator:
         self.trial = len(read_records(self.records_path))
         self.device = resolve_device(task.device)
         self.fingerprint = fingerprint(self.device)
-        models = str((self.run_dir.parent / "models").resolve())
+        models = str(Path(os.environ.get("INFERTUNE_MODELS_DIR", self.run_dir.parent / "models")).resolve())
         self.worker = WorkerClient(env={"INFERTUNE_MODELS_DIR": models, **(worker_env or {})}, echo=echo_worker)
 
     def __enter__(self) -> Evaluator:

@@ -29,6 +29,7 @@ class Workload:
     chat_template: bool
     max_measure_s: float
     max_repeats: int
+    min_repeat_s: float
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class TaskSpec:
                 "chat_template": self.workload.chat_template,
                 "max_measure_s": self.workload.max_measure_s,
                 "max_repeats": self.workload.max_repeats,
+                "min_repeat_s": self.workload.min_repeat_s,
             },
             "accuracy": {
                 "eval_prompts": list(self.accuracy.eval_prompts),
@@ -193,11 +195,11 @@ def load_task(path: str | Path) -> TaskSpec:
     device = data.get("device", "auto")
     if device not in DEVICES:
         raise reader.fail(f"must be one of {', '.join(DEVICES)}", "device", device)
-    space = load_space(find_space(str(data.get("search_space", "hf-transformers")), near=task_file.parent))
+    space = load_space(find_space(str(data.get("search_space", "hf-transformers")), task_file))
 
     load = reader.mapping(data.get("workload"), "workload", {"prompts", "num_requests", "new_tokens",
                                                              "max_prompt_tokens", "chat_template", "max_measure_s",
-                                                             "max_repeats"})
+                                                             "max_repeats", "min_repeat_s"})
     prompts = _prompts(load.get("prompts"), reader, "workload.prompts", task_file)
     workload = Workload(
         prompts=prompts,
@@ -207,6 +209,7 @@ def load_task(path: str | Path) -> TaskSpec:
         chat_template=bool(load.get("chat_template", False)),
         max_measure_s=reader.number(load, "max_measure_s", "workload.", default=60.0),
         max_repeats=reader.integer(load, "max_repeats", "workload.", default=10, minimum=3),
+        min_repeat_s=reader.number(load, "min_repeat_s", "workload.", default=0.5),
     )
 
     acc = reader.mapping(data.get("accuracy", {}), "accuracy", {"eval_prompts", "new_tokens", "reference"})

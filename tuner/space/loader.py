@@ -91,8 +91,9 @@ def load_space(path: str | Path) -> SearchSpace:
     return space_from_dict(read_yaml(path), str(path))
 
 
-def find_space(name: str, near: Path | None = None) -> Path:
-    """Resolve a space given as a path or an id (``search_spaces/<id>.yaml`` beside ``near`` or the cwd)."""
+def find_space(name: str, task_file: Path | None = None) -> Path:
+    """Resolve a space given as a path or an id: ``search_spaces/<id>.yaml`` beside the task's folder, or in the cwd."""
+    near = task_file.parent if task_file else None
     direct = Path(name)
     if direct.suffix in (".yaml", ".yml"):
         candidates = [direct] if direct.is_absolute() or near is None else [near / direct, direct]
@@ -102,5 +103,5 @@ def find_space(name: str, near: Path | None = None) -> Path:
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ConfigError("search space not found", source=str(near) if near else None, field="search_space",
+    raise ConfigError("search space not found", source=str(task_file) if task_file else None, field="search_space",
                       value=name)

@@ -106,9 +106,10 @@ def quantize(model: torch.nn.Module, quantization: str, device: str) -> int:
     if quantization == "int4-weight-only" and device != "cuda":
         raise Infeasible("int4-weight-only (torchao) kernels need CUDA")
     config = Int8WeightOnlyConfig() if quantization == "int8-weight-only" else Int4WeightOnlyConfig(group_size=128)
-    linear_count = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
     quantize_(model, config)
-    return linear_count
+    # torchao swaps the weights of Linear layers for quantized tensor subclasses
+    return sum(isinstance(module, torch.nn.Linear) and type(module.weight) not in (torch.Tensor, torch.nn.Parameter)
+               for module in model.modules())
 
 
 def load_model(model_spec: dict[str, Any], dtype: str, quantization: str, device: str, seed: int,

@@ -1,0 +1,38 @@
+"""Shared fixtures: repository paths, a tiny-model evaluator, fault-enabled evaluators."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+from tuner.evaluator import Evaluator
+from tuner.task import TaskSpec, load_task
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ROOT / "envs" / "tiny-cpu.yaml"
+SMOLLM2 = ROOT / "envs" / "smollm2-cpu.yaml"
+
+# Converted SmolLM2 weights are shared by every test (the GGUF conversion takes ~20 s once).
+os.environ.setdefault("INFERTUNE_MODELS_DIR", str(ROOT / "runs" / "models"))
+
+
+@pytest.fixture(scope="session")
+def tiny_task() -> TaskSpec:
+    return load_task(TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_evaluator(tmp_path_factory: pytest.TempPathFactory, tiny_task: TaskSpec):
+    """One live worker for a whole module: models stay loaded between configs, as in a real run."""
+    with Evaluator(tiny_task, tmp_path_factory.mktemp("runs") / "tiny", use_cache=False) as evaluator:
+        yield evaluator
+
+
+def fault_evaluator(task: TaskSpec, run_dir: Path, timeout_s: float | None = None) -> Evaluator:
+    """An evaluator whose worker honours injected faults (and, optionally, a short step timeout)."""
+    if timeout_s is not None:
+        task = dataclasses.replace(task, timeout_s=timeout_s)
+    return Evaluator(task, run_dir, use_cache=False, worker_env={"INFERTUNE_ENABLE_FAULTS": "1"})

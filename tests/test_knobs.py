@@ -1,0 +1,122 @@
+"""Every knob value measured for real on the tiny model, each shown to change the code path it claims."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from tuner.objective import METRICS
+
+HAVE_TORCHAO = importlib.util.find_spec("torchao") is not None
+
+
+MEASURED = ("ok", "unstable")  # unstable: real numbers whose repeats did not agree (a busy CI machine)
+
+
+def _measure(evaluator, **config):
+    record = evaluator.evaluate(config)
+    assert record.status in (*MEASURED, "infeasible"), record.error
+    return record
+
+
+def test_default_config_has_every_metric(tiny_evaluator):
+    record = _measure(tiny_evaluator)
+    assert record.status in MEASURED
+    assert set(record.metrics) == set(METRICS)
+    metrics = record.metrics
+    assert metrics["tokens_per_s"] > 0 and metrics["repeats"] >= 3
+    assert (metrics["cv"] <= 0.10) == (record.status == "ok")
+    assert 0 < metrics["ttft_s"] < metrics["latency_p50_s"] <= metrics["latency_p95_s"]
+    expected_tpot = [(metrics["latency_p50_s"] - metrics["ttft_s"]) / (8 - 1)]
+    assert metrics["tpot_s"] == pytest.approx(expected_tpot[0], rel=0.5)
+    assert metrics["top1_agree"] == 1.0 and metrics["kl"] < 1e-5  # float32 vs the float32 eager reference
+    assert metrics["peak_mem_mb"] > 50
+    assert record.info["device"] == "cpu" and record.feasible
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 4, 8, 16, 32, 64])
+def test_batch_size(tiny_evaluator, batch_size):
+    record = _measure(tiny_evaluator, batch_size=batch_size)
+    assert record.status in MEASURED
+    # num_requests is 4: a pass is ceil(max(4, b) / b) full batches of b
+    assert record.info["batches_per_pass"] == -(-max(4, batch_size) // batch_size)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_dtype(tiny_evaluator, dtype):
+    record = _measure(tiny_evaluator, dtype=dtype)
+    assert record.status in MEASURED
+    assert record.info["weight_dtype"] == dtype
+    if dtype != "float32":
+        assert record.metrics["kl"] > 0
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_attention(tiny_evaluator, attn):
+    record = _measure(tiny_evaluator, attn_implementation=attn)
+    assert record.info["attn_implementation"] == attn
+
+
+@pytest.mark.parametrize("cache", ["dynamic", "static"])
+def test_cache_implementation(tiny_evaluator, cache):
+    record = _measure(tiny_evaluator, cache_implementation=cache)
+    assert record.info["cache_class"] == {"dynamic": "DynamicCache", "static": "StaticCache"}[cache]
+
+
+def test_compile_really_compiles_on_cpu(tiny_evaluator):
+    eager = _measure(tiny_evaluator, cache_implementation="static", batch_size=2)
+    compiled = _measure(tiny_evaluator, cache_implementation="static", compile=True, batch_size=2)
+    assert compiled.status in MEASURED and compiled.info["compiled"] is True and eager.info["compiled"] is False
+    assert compiled.metrics["warmup_s"] > 5 * eager.metrics["warmup_s"]  # inductor compiles during warmup
+
+
+def test_compile_without_static_cache_is_infeasible(tiny_evaluator):
+    record = _measure(tiny_evaluator, compile=True, cache_implementation="dynamic")
+    assert record.status == "infeasible" and "compile requires cache_implementation == static" in record.error[
+        "message"]
+    assert record.objective == -20.0 and not record.feasible
+
+
+def test_int8_dynamic_quantizes_linear_layers(tiny_evaluator):
+    record = _measure(tiny_evaluator, quantization="int8-dynamic")
+    assert record.status in MEASURED and record.info["quantized_modules"] == 15  # 2 layers x 7 + lm_head
+    assert record.metrics["kl"] > 0
+
+
+@pytest.mark.parametrize("quantization", ["int8-weight-only", "int4-weight-only"])
+def test_weight_only_quantization(tiny_evaluator, quantization):
+    record = _measure(tiny_evaluator, quantization=quantization)
+    if quantization == "int4-weight-only":
+        assert record.status == "infeasible" and "need CUDA" in record.error["message"]
+    elif HAVE_TORCHAO:
+        assert record.status in MEASURED and record.info["quantized_modules"] == 15
+    else:
+        assert record.status == "infeasible" and "torchao" in record.error["message"]
+
+
+def test_weight_only_without_torchao_is_infeasible():
+    code = ("import sys; sys.modules['torchao'] = None\n"
+            "import torch\n"
+            "from tuner.measure.backends.hf_models import quantize\n"
+            "from tuner.measure.backends.infeasible import Infeasible\n"
+            "try:\n    quantize(torch.nn.Sequential(torch.nn.Linear(4, 4)), 'int8-weight-only', 'cpu')\n"
+            "except Infeasible as error:\n    print(error)\n")
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "needs torchao, which is not installed" in output
+
+
+@pytest.mark.parametrize(("shards", "status"), [(1, "ok"), (2, "infeasible"), (8, "infeasible")])
+def test_shard_count(tiny_evaluator, shards, status):
+    record = _measure(tiny_evaluator, shard_count=shards)
+    assert record.status in (MEASURED if status == "ok" else (status,))
+    if status == "infeasible":
+        assert "tensor parallelism" in record.error["message"]
+
+
+def test_weights_stay_loaded_between_configs(tiny_evaluator):
+    _measure(tiny_evaluator, batch_size=2)
+    again = _measure(tiny_evaluator, batch_size=4, attn_implementation="eager")
+    assert again.info["loaded_weights"] is False

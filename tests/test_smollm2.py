@@ -1,0 +1,56 @@
+"""The embedded default, SmolLM2-135M-Instruct, measured end to end on the CPU through the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tuner.objective import METRICS
+
+ROOT = Path(__file__).resolve().parent.parent
+DESIGN_RECORD_KEYS = {"schema", "run", "task", "space", "trial", "agent", "config", "status", "error", "metrics",
+                      "objective", "feasible", "cached", "fingerprint", "started_at", "duration_s"}
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory) -> dict[str, dict]:
+    runs = tmp_path_factory.mktemp("runs")
+    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "measure", str(ROOT / "envs" /
+               "smollm2-cpu.yaml"), "--set", "dtype=float32,bfloat16", "--set", "batch_size=1,8", "--json"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = [json.loads(line) for line in result.stdout.splitlines()]
+    return {f"{record['config']['dtype']}-{record['config']['batch_size']}": record for record in found}
+
+
+def test_every_metric_and_record_field(records):
+    for record in records.values():
+        assert record["status"] in ("ok", "unstable"), record["error"]
+        assert DESIGN_RECORD_KEYS <= set(record) and record["schema"] == 1
+        assert set(record["metrics"]) == set(METRICS)
+        assert record["space"] == "hf-transformers@1" and record["task"] == "smollm2-cpu"
+        assert record["fingerprint"]["device"] == "cpu" and record["fingerprint"]["torch"]
+        assert record["metrics"]["tokens_per_s"] > 0 and record["metrics"]["repeats"] >= 3
+
+
+def test_float32_agrees_with_its_reference(records):
+    for batch in (1, 8):
+        metrics = records[f"float32-{batch}"]["metrics"]
+        assert metrics["top1_agree"] == 1.0
+        assert metrics["kl"] < 1e-5
+
+
+def test_bfloat16_loses_a_little_accuracy(records):
+    metrics = records["bfloat16-8"]["metrics"]
+    assert 0.9 < metrics["top1_agree"] < 1.0
+    assert 1e-5 < metrics["kl"] < 0.05
+    assert records["bfloat16-1"]["metrics"]["kl"] == metrics["kl"]  # accuracy does not depend on batch size
+
+
+def test_weights_load_once_per_dtype(records):
+    assert records["float32-8"]["info"]["loaded_weights"] is False
+    assert records["bfloat16-8"]["info"]["loaded_weights"] is False

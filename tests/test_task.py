@@ -1,0 +1,70 @@
+"""Task specs: the shipped ones load; bad fields give one-line errors naming file, field, value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tuner.errors import ConfigError, ModelNotFoundError
+from tuner.task import load_task
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_shipped_tasks_load():
+    smol = load_task(ROOT / "envs" / "smollm2-cpu.yaml")
+    assert smol.id == "smollm2-cpu" and smol.device == "auto"
+    assert len(smol.workload.prompts) >= 32
+    assert Path(smol.model["gguf"]).is_file()
+    assert smol.model_identity["gguf"].startswith("SmolLM2-135M-Instruct.Q4_1.gguf:")
+    assert smol.accuracy.reference == {"dtype": "float32", "quantization": "none", "attn_implementation": "eager",
+                                       "shard_count": 1}
+    tiny = load_task(ROOT / "envs" / "tiny-cpu.yaml")
+    assert tiny.space.label == "hf-transformers@1" and "tiny" in tiny.model
+
+
+def _write(tmp_path: Path, **changes) -> Path:
+    data = yaml.safe_load((ROOT / "envs" / "tiny-cpu.yaml").read_text())
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key)
+        else:
+            data[key] = value
+    (tmp_path / "search_spaces").mkdir(exist_ok=True)
+    (tmp_path / "search_spaces" / "hf-transformers.yaml").write_text(
+        (ROOT / "search_spaces" / "hf-transformers.yaml").read_text())
+    path = tmp_path / "envs" / "task.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize(("changes", "fragment"), [
+    ({"device": "tpu"}, "device: must be one of auto, cpu, cuda (got 'tpu')"),
+    ({"budget": 0}, "budget: must be an integer >= 1 (got 0)"),
+    ({"turbo": 1}, "turbo: unknown key"),
+    ({"search_space": "nope"}, "search_space: search space not found (got 'nope')"),
+    ({"objective": {"maximize": "speed"}}, "objective.maximize: unknown metric"),
+    ({"workload": {"prompts": [], "new_tokens": 4}}, "workload.prompts: must be a non-empty list of strings"),
+    ({"accuracy": {"reference": {"dtype": "float64"}}}, "dtype: value not allowed"),
+])
+def test_bad_task_fields(tmp_path, changes, fragment):
+    path = _write(tmp_path, **changes)
+    with pytest.raises(ConfigError) as caught:
+        load_task(path)
+    assert fragment in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_missing_model_file(tmp_path):
+    path = _write(tmp_path, model={"gguf": "weights/missing.gguf"})
+    with pytest.raises(ModelNotFoundError, match=r"model.gguf: GGUF file not found \(got 'weights/missing.gguf'\)"):
+        load_task(path)
+
+
+def test_missing_model_folder(tmp_path):
+    path = _write(tmp_path, model={"path": "nowhere"})
+    with pytest.raises(ModelNotFoundError, match="model.path: no model folder with config.json there"):
+        load_task(path)
