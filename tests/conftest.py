@@ -14,6 +14,7 @@ from tuner.task import TaskSpec, load_task
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "envs" / "tiny-cpu.yaml"
 SMOLLM2 = ROOT / "envs" / "smollm2-cpu.yaml"
+REPLAY = ROOT / "envs" / "smollm2-cpu-replay.yaml"
 
 # Converted SmolLM2 weights are shared by every test (the GGUF conversion takes ~20 s once).
 os.environ.setdefault("INFERTUNE_MODELS_DIR", str(ROOT / "runs" / "models"))
@@ -22,6 +23,11 @@ os.environ.setdefault("INFERTUNE_MODELS_DIR", str(ROOT / "runs" / "models"))
 @pytest.fixture(scope="session")
 def tiny_task() -> TaskSpec:
     return load_task(TINY)
+
+
+@pytest.fixture(scope="session")
+def replay_task() -> TaskSpec:
+    return load_task(REPLAY)
 
 
 @pytest.fixture(scope="module")

@@ -48,8 +48,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
 
     task = load_task(args.env)
     configs = [task.space.complete(partial, source="--set") for partial in _sweep(task.space, args.set)]
-    run = args.run or f"measure-{task.id}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    run_dir = _runs_dir(args) / run
+    run_dir = _runs_dir(args) / _run_name(args, "measure", task.id)
     records = []
     with Evaluator(task, run_dir, use_cache=not args.no_cache, echo_worker=args.verbose) as evaluator:
         for position, config in enumerate(configs, start=1):
@@ -69,6 +68,59 @@ def cmd_measure(args: argparse.Namespace) -> int:
             print(line)
         print(f"records: {evaluator.records_path}")
     return 0 if all(record.status in ("ok", "unstable", "infeasible") for record in records) else 1
+
+
+def _run_name(args: argparse.Namespace, kind: str, task_id: str) -> str:
+    return args.run or f"{kind}-{task_id}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """Tune a task with one agent and print the trials, the best config and the Pareto front."""
+    from tuner.agents import make_agent
+    from tuner.task import load_task
+    from tuner.tuning import final_report, run_tune
+
+    task = load_task(args.env)
+    budget = task.budget if args.budget is None else args.budget
+    if budget <= 0:
+        raise ConfigError("must be a positive number of measurements", field="--budget", value=budget)
+    seed = task.seed if args.seed is None else args.seed
+    run_dir = _runs_dir(args) / _run_name(args, f"tune-{args.agent}", task.id)
+    agent = make_agent(args.agent, sampler=args.sampler, pareto=args.pareto, storage=args.storage,
+                       study_name=args.study, policy=args.policy)
+    print(f"tuning {task.id} with {args.agent}: budget {budget} measurements, seed {seed}, run {run_dir.name}",
+          flush=True)
+    cache_dir = run_dir / "cache" if args.no_cache or task.backend == "replay" else None
+    result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=cache_dir)
+    print(final_report(result, task))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare agents over seeds on one task and budget; table on stdout, CSV and PNG under runs/."""
+    from tuner.agents import AGENT_NAMES, make_agent
+    from tuner.compare import compare_table, run_compare
+    from tuner.task import load_task
+
+    task = load_task(args.env)
+    names = [name.strip() for name in args.agents.split(",") if name.strip()]
+    for name in names:
+        if name not in AGENT_NAMES:
+            raise ConfigError(f"unknown agent; known: {', '.join(AGENT_NAMES)}", field="--agents", value=name)
+    budget = task.budget if args.budget is None else args.budget
+    if budget <= 0:
+        raise ConfigError("must be a positive number of measurements", field="--budget", value=budget)
+    if args.seeds <= 0:
+        raise ConfigError("must be a positive number of seeds", field="--seeds", value=args.seeds)
+    out_dir = _runs_dir(args) / _run_name(args, "compare", task.id)
+    factories = [lambda name=name: make_agent(name, sampler=args.sampler) for name in names]
+    report = run_compare(task, factories, budget=budget, seeds=range(args.seeds), out_dir=out_dir,
+                         progress=lambda line: print(line, flush=True))
+    print()
+    print(f"best known feasible {report['metric']}: {report['best_known']:.1f}")
+    print(compare_table(report))
+    print(f"\nfiles: {out_dir}/compare.csv, curves.csv, best_so_far.png, compare.json")
+    return 0
 
 
 def cmd_spaces_show(args: argparse.Namespace) -> int:
@@ -117,6 +169,29 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--run", help="run name (default: measure-<task>-<time>); an existing run is appended to")
     measure.add_argument("-v", "--verbose", action="store_true", help="echo the worker's log")
     measure.set_defaults(handler=cmd_measure)
+
+    tune = commands.add_parser("tune", help="search for the best config with one agent and one budget")
+    tune.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
+    tune.add_argument("--agent", default="optuna", help="ppo, optuna (default) or random")
+    tune.add_argument("--budget", type=int, help="measurements to spend (cached results are free; default: the task's)")
+    tune.add_argument("--seed", type=int, help="random seed (default: the task's)")
+    tune.add_argument("--sampler", help="optuna sampler: tpe (default), gp, nsga2, cmaes, random")
+    tune.add_argument("--pareto", action="store_true", help="optuna: multi-objective (tokens/s, top1, memory)")
+    tune.add_argument("--storage", help="optuna storage URL (default: sqlite under runs/)")
+    tune.add_argument("--study", help="optuna study name to create or join (default: the run name)")
+    tune.add_argument("--policy", help="ppo: start from a saved policy (.zip)")
+    tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")
+    tune.add_argument("--no-cache", action="store_true", help="measure every config anew (a cache for this run only)")
+    tune.set_defaults(handler=cmd_tune)
+
+    compare = commands.add_parser("compare", help="compare agents on one task, budget and several seeds")
+    compare.add_argument("env", help="task spec, e.g. envs/smollm2-cpu-replay.yaml")
+    compare.add_argument("--agents", default="ppo,optuna,random", help="comma-separated (default: ppo,optuna,random)")
+    compare.add_argument("--budget", type=int, help="measurements per run (default: the task's)")
+    compare.add_argument("--seeds", type=int, default=3, help="seeds per agent (default 3)")
+    compare.add_argument("--sampler", help="optuna sampler (default tpe)")
+    compare.add_argument("--run", help="folder name under runs/ (default: compare-<task>-<time>)")
+    compare.set_defaults(handler=cmd_compare)
 
     spaces = commands.add_parser("spaces", help="search spaces").add_subparsers(dest="action", required=True,
                                                                                parser_class=_Parser)

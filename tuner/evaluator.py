@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MeasurementCache, cache_key
+from tuner.measure.feasibility import runnable_values
 from tuner.measure.fingerprint import fingerprint, resolve_device
 from tuner.measure.launcher import WorkerClient
 from tuner.measure.protocol import error_payload
@@ -36,10 +38,18 @@ class Evaluator:
         self.cache = MeasurementCache(cache_dir or self.run_dir.parent / "cache")
         self.records_path = self.run_dir / "records.jsonl"
         self.trial = len(read_records(self.records_path))
-        self.device = resolve_device(task.device)
-        self.fingerprint = fingerprint(self.device)
-        models = str(Path(os.environ.get("INFERTUNE_MODELS_DIR", self.run_dir.parent / "models")).resolve())
-        self.worker = WorkerClient(env={"INFERTUNE_MODELS_DIR": models, **(worker_env or {})}, echo=echo_worker)
+        self.measurements = 0  # backend calls (the budget's unit): neither cache hits nor constraint rejections
+        if task.backend == "replay":
+            self.worker: WorkerClient | ReplayMeasurer = ReplayMeasurer(task.recording, task.space)
+            self.fingerprint = self.worker.fingerprint
+        else:
+            models = str(Path(os.environ.get("INFERTUNE_MODELS_DIR", self.run_dir.parent / "models")).resolve())
+            self.worker = WorkerClient(env={"INFERTUNE_MODELS_DIR": models, **(worker_env or {})}, echo=echo_worker)
+            self.fingerprint = fingerprint(resolve_device(task.device))
+        spec = task.worker_spec()
+        self._key_base = {"task": task.id, "backend": task.backend, "model": task.model_identity,
+                          "workload": spec.get("workload"), "accuracy": spec.get("accuracy"),
+                          "fingerprint": self.fingerprint}
 
     def __enter__(self) -> Evaluator:
         return self
@@ -51,12 +61,17 @@ class Evaluator:
         """Stop the worker (no process is left behind)."""
         self.worker.close()
 
+    def runnable_values(self) -> dict[str, list[Any]]:
+        """Per knob, the values that can run here at all (a recording: the values it holds)."""
+        if isinstance(self.worker, ReplayMeasurer):
+            configs = self.worker.configs()
+            return {name: [value for value in self.task.space.knob(name).choices
+                           if any(config[name] == value for config in configs)] for name in self.task.space.names}
+        return runnable_values(self.task.space, self.fingerprint["device"])
+
     def key(self, config: Mapping[str, Any]) -> str:
         """Cache key: task, model identity, workload, accuracy, config, fingerprint."""
-        spec = self.task.worker_spec()
-        return cache_key({"task": self.task.id, "backend": self.task.backend, "model": self.task.model_identity,
-                          "workload": spec["workload"], "accuracy": spec["accuracy"], "config": dict(config),
-                          "fingerprint": self.fingerprint})
+        return cache_key({**self._key_base, "config": dict(config)})
 
     def evaluate(self, config: Mapping[str, Any], *, fault: str | None = None) -> Record:
         """Measure one config (or fetch it from the cache) and append its record; raises ConfigError on bad input."""
@@ -72,6 +87,7 @@ class Evaluator:
         else:
             payload = {"op": "measure", "task": self.task.worker_spec(), "config": full, "fault": fault}
             reply = self.worker.request(payload, timeout_s=self.task.timeout_s)
+            self.measurements += 1
         status = Status(reply["status"])
         value, feasible = score(self.task.objective, status.value, reply["metrics"])
         record = Record(run=self.run_dir.name, task=self.task.id, space=self.task.space.label, trial=self.trial,

@@ -55,3 +55,40 @@ def space_table(space: SearchSpace) -> str:
     if space.constraints:
         text += ["", "constraints:", *(f"  {constraint.text}" for constraint in space.constraints)]
     return "\n".join(text)
+
+
+def _short(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def config_text(config: dict[str, Any]) -> str:
+    """``knob=value`` pairs on one line."""
+    return " ".join(f"{name}={_short(value)}" for name, value in config.items())
+
+
+def outcome_text(record: Record) -> str:
+    """Status and the key metrics of one record."""
+    if record.status not in ("ok", "unstable"):
+        message = (record.error or {}).get("message", "")
+        return f"{record.status}: {message[:90]}"
+    metrics = record.metrics
+    return (f"{record.status} {metrics['tokens_per_s']:.1f} tok/s p95 {metrics['latency_p95_s']:.3f} s "
+            f"top1 {metrics['top1_agree']:.3f} mem {metrics['peak_mem_mb']:.0f} MB")
+
+
+def trial_line(spent: int, budget: int, record: Record, best: Record | None) -> str:
+    """The progress line printed after each trial: n/N, config, outcome, best so far."""
+    width = len(str(budget))
+    cost = "cached, free" if record.cached else f"{record.duration_s:.1f} s"
+    best_text = (f"best {best.metrics['tokens_per_s']:.1f} tok/s (trial {best.trial})" if best is not None
+                 else "best: none feasible yet")
+    return (f"[{spent:>{width}}/{budget}] trial {record.trial}: {config_text(record.config)} | {outcome_text(record)}"
+            f" ({cost}) | {best_text}")
+
+
+def pareto_table(front: Sequence[Record], knobs: Sequence[str]) -> str:
+    """The Pareto front as a table: trial, varying knobs, the four trade-off metrics."""
+    rows = [[record.trial, *(_short(record.config.get(knob)) for knob in knobs),
+             f"{record.metrics['tokens_per_s']:.1f}", f"{record.metrics['latency_p95_s']:.3f}",
+             f"{record.metrics['top1_agree']:.3f}", f"{record.metrics['peak_mem_mb']:.0f}"] for record in front]
+    return table(["trial", *knobs, "tok/s", "p95_s", "top1", "mem_MB"], rows)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ from tuner.space.loader import read_yaml
 
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("gguf", "path", "hf_id", "tiny")
+BACKENDS = ("hf", "replay")
 TOP_KEYS = {"id", "description", "model", "device", "search_space", "workload", "accuracy", "objective", "budget",
-            "seed", "timeout_s", "backend"}
+            "seed", "timeout_s", "backend", "recording"}
 
 
 @dataclass(frozen=True)
@@ -50,20 +51,24 @@ class TaskSpec:
     model: dict[str, Any]
     device: str
     space: SearchSpace
-    workload: Workload
-    accuracy: AccuracySpec
+    workload: Workload | None  # None for the replay backend, which measures nothing
+    accuracy: AccuracySpec | None
     objective: ObjectiveSpec
     budget: int
     seed: int
     timeout_s: float
     description: str = ""
     backend: str = "hf"
-    extras: dict[str, Any] = field(default_factory=dict)
+    recording: Path | None = None
 
     @property
     def model_identity(self) -> dict[str, Any]:
         """What names the weights (part of the cache key): a GGUF file by name and size, not by where it lies."""
         identity = {key: self.model[key] for key in sorted(self.model) if key != "name"}
+        if self.recording is not None:
+            from tuner.measure.backends.replay import recording_identity
+
+            identity["recording"] = recording_identity(self.recording)
         if "gguf" in identity:
             gguf = Path(identity["gguf"])
             identity["gguf"] = f"{gguf.name}:{gguf.stat().st_size}"
@@ -71,6 +76,8 @@ class TaskSpec:
 
     def worker_spec(self) -> dict[str, Any]:
         """The JSON-able part of the task the worker needs."""
+        if self.workload is None or self.accuracy is None:
+            return {"id": self.id, "model": self.model, "device": self.device, "seed": self.seed}
         return {
             "id": self.id,
             "model": self.model,
@@ -190,39 +197,25 @@ def load_task(path: str | Path) -> TaskSpec:
     task_id = data.get("id") or task_file.stem
     if not isinstance(task_id, str):
         raise reader.fail("must be a string", "id", task_id)
-    model = _resolve_model(reader.mapping(data.get("model"), "model", {*MODEL_SOURCES, "name", "trust_remote_code"}),
-                           task_file, reader)
+    backend = data.get("backend", "hf")
+    if backend not in BACKENDS:
+        raise reader.fail(f"must be one of {', '.join(BACKENDS)}", "backend", backend)
     device = data.get("device", "auto")
     if device not in DEVICES:
         raise reader.fail(f"must be one of {', '.join(DEVICES)}", "device", device)
     space = load_space(find_space(str(data.get("search_space", "hf-transformers")), task_file))
-
-    load = reader.mapping(data.get("workload"), "workload", {"prompts", "num_requests", "new_tokens",
-                                                             "max_prompt_tokens", "chat_template", "max_measure_s",
-                                                             "max_repeats", "min_repeat_s"})
-    prompts = _prompts(load.get("prompts"), reader, "workload.prompts", task_file)
-    workload = Workload(
-        prompts=prompts,
-        num_requests=reader.integer(load, "num_requests", "workload.", default=len(prompts)),
-        new_tokens=reader.integer(load, "new_tokens", "workload.", default=32, minimum=2),
-        max_prompt_tokens=reader.integer(load, "max_prompt_tokens", "workload.", default=128),
-        chat_template=bool(load.get("chat_template", False)),
-        max_measure_s=reader.number(load, "max_measure_s", "workload.", default=60.0),
-        max_repeats=reader.integer(load, "max_repeats", "workload.", default=10, minimum=3),
-        min_repeat_s=reader.number(load, "min_repeat_s", "workload.", default=0.5),
-    )
-
-    acc = reader.mapping(data.get("accuracy", {}), "accuracy", {"eval_prompts", "new_tokens", "reference"})
-    eval_prompts = acc.get("eval_prompts", 8)
-    if type(eval_prompts) is int:
-        eval_prompts = list(prompts[:eval_prompts])
-    reference = {"dtype": "float32", "quantization": "none", "attn_implementation": "eager", "shard_count": 1}
-    reference.update(acc.get("reference") or {})
-    completed = space.complete(reference, source=f"{task_file}: accuracy.reference")
-    reference = {key: completed[key] for key in reference}
-    accuracy = AccuracySpec(_prompts(eval_prompts, reader, "accuracy.eval_prompts", task_file),
-                            reader.integer(acc, "new_tokens", "accuracy.", default=workload.new_tokens, minimum=2),
-                            reference)
+    if backend == "replay":
+        recording = _recording(data.get("recording"), task_file, reader)
+        model = reader.mapping(data.get("model") or {}, "model", {*MODEL_SOURCES, "name", "trust_remote_code"})
+        workload, accuracy = None, None
+    else:
+        if "recording" in data:
+            raise reader.fail("only a task with backend: replay reads a recording", "recording", data["recording"])
+        recording = None
+        model = _resolve_model(reader.mapping(data.get("model"), "model",
+                                              {*MODEL_SOURCES, "name", "trust_remote_code"}), task_file, reader)
+        workload = _workload(data, reader, task_file)
+        accuracy = _accuracy(data, reader, task_file, workload, space)
 
     objective = objective_from_dict(data.get("objective") or {}, str(task_file))
     return TaskSpec(
@@ -238,5 +231,46 @@ def load_task(path: str | Path) -> TaskSpec:
         seed=reader.integer(data, "seed", "", default=0, minimum=0),
         timeout_s=reader.number(data, "timeout_s", "", default=600.0),
         description=str(data.get("description", "")),
-        backend=str(data.get("backend", "hf")),
+        backend=backend,
+        recording=recording,
     )
+
+
+def _recording(value: Any, task_file: Path, reader: _Reader) -> Path:
+    if not isinstance(value, str) or not value:
+        raise reader.fail("a replay task names its recording (a records.jsonl path)", "recording", value)
+    path = Path(value) if Path(value).is_absolute() else task_file.parent / value
+    if not path.is_file():
+        raise reader.fail("recording not found", "recording", value)
+    return path.resolve()
+
+
+def _workload(data: dict[str, Any], reader: _Reader, task_file: Path) -> Workload:
+    load = reader.mapping(data.get("workload"), "workload", {"prompts", "num_requests", "new_tokens",
+                                                             "max_prompt_tokens", "chat_template", "max_measure_s",
+                                                             "max_repeats", "min_repeat_s"})
+    prompts = _prompts(load.get("prompts"), reader, "workload.prompts", task_file)
+    return Workload(
+        prompts=prompts,
+        num_requests=reader.integer(load, "num_requests", "workload.", default=len(prompts)),
+        new_tokens=reader.integer(load, "new_tokens", "workload.", default=32, minimum=2),
+        max_prompt_tokens=reader.integer(load, "max_prompt_tokens", "workload.", default=128),
+        chat_template=bool(load.get("chat_template", False)),
+        max_measure_s=reader.number(load, "max_measure_s", "workload.", default=60.0),
+        max_repeats=reader.integer(load, "max_repeats", "workload.", default=10, minimum=3),
+        min_repeat_s=reader.number(load, "min_repeat_s", "workload.", default=0.5),
+    )
+
+
+def _accuracy(data: dict[str, Any], reader: _Reader, task_file: Path, workload: Workload,
+              space: SearchSpace) -> AccuracySpec:
+    acc = reader.mapping(data.get("accuracy", {}), "accuracy", {"eval_prompts", "new_tokens", "reference"})
+    eval_prompts = acc.get("eval_prompts", 8)
+    if type(eval_prompts) is int:
+        eval_prompts = list(workload.prompts[:eval_prompts])
+    reference = {"dtype": "float32", "quantization": "none", "attn_implementation": "eager", "shard_count": 1}
+    reference.update(acc.get("reference") or {})
+    completed = space.complete(reference, source=f"{task_file}: accuracy.reference")
+    return AccuracySpec(_prompts(eval_prompts, reader, "accuracy.eval_prompts", task_file),
+                        reader.integer(acc, "new_tokens", "accuracy.", default=workload.new_tokens, minimum=2),
+                        {key: completed[key] for key in reference})

@@ -1,0 +1,106 @@
+"""Agents share one budget: each stops exactly at it, cached configs are free, Optuna sees constraints."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from tuner.agents import make_agent
+from tuner.errors import UserError
+from tuner.evaluator import Evaluator
+from tuner.session import TuningSession, rankable
+
+
+def _session(task, run_dir, budget, cache_dir=None):
+    evaluator = Evaluator(task, run_dir, agent="test", cache_dir=cache_dir)
+    return evaluator, TuningSession(evaluator, budget)
+
+
+@pytest.mark.parametrize("name", ["random", "optuna", "ppo"])
+def test_agent_stops_exactly_at_budget(tmp_path, replay_task, name):
+    evaluator, session = _session(replay_task, tmp_path / "run", budget=10, cache_dir=tmp_path / "cache")
+    make_agent(name).search(session, seed=1)
+    evaluator.close()
+    assert session.spent == 10 and evaluator.measurements == 10
+    measured = [record for record in session.records if not record.cached
+                and (record.error or {}).get("type") != "ConstraintViolated"]
+    assert len(measured) == 10
+    assert session.best is not None and rankable(session.best)
+    assert session.best.objective == max(record.objective for record in session.records if rankable(record))
+
+
+@pytest.mark.parametrize("name", ["random", "optuna", "ppo"])
+def test_cached_configs_do_not_count(tmp_path, replay_task, name):
+    cache = tmp_path / "cache"
+    warm_evaluator, warm = _session(replay_task, tmp_path / "warm", budget=30, cache_dir=cache)
+    make_agent("random").search(warm, seed=5)  # 30 configs now cached
+    warm_evaluator.close()
+    evaluator, session = _session(replay_task, tmp_path / "run", budget=6, cache_dir=cache)
+    make_agent(name).search(session, seed=5)
+    evaluator.close()
+    cached = [record for record in session.records if record.cached]
+    assert session.spent == 6 and cached
+    assert len(session.records) >= 6 + len(cached)
+
+
+def test_ppo_saves_a_policy_that_loads(tmp_path, replay_task):
+    evaluator, session = _session(replay_task, tmp_path / "run", budget=8, cache_dir=tmp_path / "c1")
+    first = make_agent("ppo")
+    first.search(session, seed=0)
+    evaluator.close()
+    assert first.saved == tmp_path / "run" / "policy.zip" and first.saved.is_file()
+    evaluator, session = _session(replay_task, tmp_path / "again", budget=8, cache_dir=tmp_path / "c2")
+    make_agent("ppo", policy=str(first.saved)).search(session, seed=0)
+    evaluator.close()
+    assert session.spent == 8
+
+
+def test_optuna_reports_failures_as_constraint_violations(tmp_path, replay_task):
+    # a quarter of the replay space breaks its constraint (int8-dynamic needs float32): told as violations
+    evaluator, session = _session(replay_task, tmp_path / "run", budget=12, cache_dir=tmp_path / "cache")
+    agent = make_agent("optuna", storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="joint")
+    agent.search(session, seed=3)
+    evaluator.close()
+    study = optuna.load_study(study_name="joint", storage=f"sqlite:///{tmp_path / 'study.db'}")
+    by_trial = {record.trial: record for record in session.records}
+    assert len(study.trials) == len(session.records)
+    assert all(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)
+    for trial in study.trials:
+        record = by_trial[trial.user_attrs["record_trial"]]
+        assert (trial.constraints["feasible"] <= 0) == record.feasible
+        assert trial.value == pytest.approx(record.objective)
+    assert any(not record.feasible for record in session.records)
+
+
+def test_optuna_joins_an_existing_study(tmp_path, replay_task):
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    for worker in range(2):
+        evaluator, session = _session(replay_task, tmp_path / f"w{worker}", budget=4, cache_dir=tmp_path / f"c{worker}")
+        make_agent("optuna", storage=storage, study_name="team").search(session, seed=worker)
+        evaluator.close()
+    study = optuna.load_study(study_name="team", storage=storage)
+    assert len(study.trials) >= 8
+
+
+def test_optuna_pareto_mode(tmp_path, replay_task):
+    evaluator, session = _session(replay_task, tmp_path / "run", budget=8, cache_dir=tmp_path / "cache")
+    agent = make_agent("optuna", pareto=True)
+    agent.search(session, seed=0)
+    evaluator.close()
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{(tmp_path / 'optuna.db').resolve()}")
+    assert len(study.directions) == 3 and study.best_trials
+
+
+@pytest.mark.parametrize("sampler", ["gp", "nsga2", "cmaes", "random"])
+def test_other_samplers_spend_the_budget(tmp_path, replay_task, sampler):
+    evaluator, session = _session(replay_task, tmp_path / "run", budget=5, cache_dir=tmp_path / "cache")
+    make_agent("optuna", sampler=sampler).search(session, seed=0)
+    evaluator.close()
+    assert session.spent == 5
+
+
+def test_unknown_agent_and_sampler():
+    with pytest.raises(UserError, match="--agent: unknown agent"):
+        make_agent("genetic")
+    with pytest.raises(UserError, match="--sampler: unknown sampler"):
+        make_agent("optuna", sampler="bohb")

@@ -1,0 +1,94 @@
+"""``infertune tune`` and ``infertune compare`` as a user runs them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPLAY, ROOT, TINY
+
+
+def infertune(*args: str, runs: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=900)
+
+
+def _check_run(run_dir: Path, budget: int) -> dict:
+    summary = json.loads((run_dir / "summary.json").read_text())
+    records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
+    assert summary["measurements"] == budget and summary["trials"] == len(records)
+    best = summary["best"]
+    assert best is not None
+    ranked = [r for r in records if r["status"] == "ok" and r["feasible"]]
+    assert best["objective"] == max(r["objective"] for r in ranked)  # really the best of its records
+    assert best["config"] in [r["config"] for r in ranked]
+    assert (run_dir / "pareto.png").stat().st_size > 10_000
+    for point in summary["pareto"]:
+        assert point["status"] in ("ok", "unstable")
+    return summary
+
+
+@pytest.mark.parametrize("agent", ["random", "optuna", "ppo"])
+def test_tune_replay(tmp_path, agent):
+    result = infertune("tune", str(REPLAY), "--agent", agent, "--budget", "10", "--seed", "2", "--run", "r",
+                       runs=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"tuning smollm2-cpu-replay with {agent}: budget 10")
+    assert any(line.startswith("[10/10] trial") for line in lines)
+    assert "best deployable config" in result.stdout and "Pareto front" in result.stdout
+    _check_run(tmp_path / "r", 10)
+    if agent == "ppo":
+        assert (tmp_path / "r" / "policy.zip").is_file()
+
+
+def _tiny_reduced(tmp_path: Path) -> Path:
+    """The tiny task over a space without compile (which costs ~20 s of warmup a config on this CPU)."""
+    space = tmp_path / "space.yaml"
+    space.write_text("id: tiny-quick\nversion: 1\nknobs:\n"
+                     "  batch_size: {type: int, choices: [1, 4, 16]}\n"
+                     "  dtype: {type: categorical, choices: [float32, bfloat16]}\n"
+                     "  attn_implementation: {type: categorical, choices: [eager, sdpa], default: sdpa}\n")
+    task = tmp_path / "tiny.yaml"
+    task.write_text(TINY.read_text().replace("search_space: hf-transformers", f"search_space: {space}"))
+    return task
+
+
+@pytest.mark.parametrize("agent", ["random", "optuna", "ppo"])
+def test_tune_tiny_model(tmp_path, agent):
+    result = infertune("tune", str(_tiny_reduced(tmp_path)), "--agent", agent, "--budget", "4", "--run", "t",
+                       runs=tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    _check_run(tmp_path / "runs" / "t", 4)
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["--budget", "0"], "--budget: must be a positive number of measurements (got 0)"),
+    (["--agent", "genetic"], "--agent: unknown agent"),
+    (["--sampler", "bohb"], "--sampler: unknown sampler"),
+])
+def test_tune_user_errors(tmp_path, args, fragment):
+    result = infertune("tune", str(REPLAY), *args, runs=tmp_path)
+    assert result.returncode == 2 and fragment in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_compare_on_replay(tmp_path):
+    result = infertune("compare", str(REPLAY), "--agents", "ppo,optuna,random", "--budget", "8", "--seeds", "2",
+                       "--run", "c", runs=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "c"
+    rows = list(csv.DictReader((out / "compare.csv").read_text().splitlines()))
+    assert [row["agent"] for row in rows] == ["ppo", "optuna", "random"]
+    curves = list(csv.DictReader((out / "curves.csv").read_text().splitlines()))
+    assert len(curves) == 3 * 2 * 8
+    report = json.loads((out / "compare.json").read_text())
+    assert report["best_known"] > 0 and (out / "best_so_far.png").stat().st_size > 10_000
+    for row in report["agents"]:
+        assert 1 <= row["to95_min"] <= row["to95_mean"] <= row["to95_max"] <= 9
+    assert "measurements to 95%" in result.stdout

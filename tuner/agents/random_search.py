@@ -1,0 +1,25 @@
+"""Random search: runnable configs in a seeded random order, each at most once."""
+
+from __future__ import annotations
+
+import random
+
+from tuner.agents.base import Agent
+from tuner.session import TuningSession
+
+
+class RandomAgent(Agent):
+    """Samples the constraint-satisfying, runnable grid without replacement."""
+
+    name = "random"
+
+    def search(self, session: TuningSession, seed: int) -> None:
+        """Measure configs in a random order until the budget or the grid runs out."""
+        allowed = session.allowed
+        grid = [config for config in session.evaluator.task.space.grid()
+                if all(config[name] in values for name, values in allowed.items())]
+        random.Random(seed).shuffle(grid)
+        for config in grid:
+            if session.exhausted:
+                return
+            session.evaluate(config)

@@ -1,0 +1,148 @@
+"""Compare agents honestly: same task, same evaluator, same budget, several seeds, a fresh cache per run.
+
+Per agent: best-so-far objective metric against measurements (mean and min-max over seeds), measurements
+needed to reach 95% of the best known feasible value, regret at the budget. Writes a table, CSV and PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tuner.agents import Agent
+from tuner.measure.backends.replay import read_recording
+from tuner.objective import score
+from tuner.plots import curves_plot
+from tuner.records import Record
+from tuner.report import table
+from tuner.session import rankable
+from tuner.task import TaskSpec
+from tuner.tuning import run_tune
+
+TARGET_SHARE = 0.95
+
+
+@dataclass
+class SeedRun:
+    """One agent on one seed: best-so-far metric after each measurement."""
+
+    agent: str
+    seed: int
+    curve: list[float]  # index m-1: best rankable metric after m measurements (nan before any)
+    run_dir: Path
+
+
+def best_so_far(records: Sequence[Record], spent_after: Sequence[int], budget: int, metric: str,
+                maximize: bool = True) -> list[float]:
+    """Best rankable value of ``metric`` after each of ``budget`` measurements (nan before any).
+
+    ``spent_after[i]`` is the budget spent once record i was in: cached or rejected configs spend nothing.
+    """
+    curve = []
+    for measurements in range(1, budget + 1):
+        values = [record.metrics[metric] for record, spent in zip(records, spent_after, strict=True)
+                  if spent <= measurements and rankable(record)]
+        curve.append((max(values) if maximize else min(values)) if values else math.nan)
+    return curve
+
+
+def best_known(task: TaskSpec, runs: Sequence[Sequence[Record]]) -> float:
+    """Best feasible value of the objective's metric: over the recording (replay) and every compared run."""
+    metric = task.objective.metric
+    values = [record.metrics[metric] for records in runs for record in records if rankable(record)]
+    if task.recording is not None:
+        for row in read_recording(task.recording):
+            if row["status"] == "ok" and score(task.objective, row["status"], row.get("metrics"))[1]:
+                values.append(row["metrics"][metric])
+    if not values:
+        return math.nan
+    return max(values) if task.objective.direction == "maximize" else min(values)
+
+
+def measurements_to(curve: Sequence[float], reference: float, maximize: bool = True) -> int | None:
+    """First measurement count within 95% of ``reference`` (None if never)."""
+    for position, value in enumerate(curve, start=1):
+        if (value >= TARGET_SHARE * reference) if maximize else (value <= reference / TARGET_SHARE):
+            return position
+    return None
+
+
+def summarize(task: TaskSpec, seed_runs: Sequence[SeedRun], reference: float) -> list[dict[str, Any]]:
+    """Per agent: mean/min/max measurements to 95%, how many seeds got there, mean final regret."""
+    rows = []
+    maximize = task.objective.direction == "maximize"
+    for agent in dict.fromkeys(run.agent for run in seed_runs):
+        runs = [run for run in seed_runs if run.agent == agent]
+        hits = [measurements_to(run.curve, reference, maximize) for run in runs]
+        reached = [hit for hit in hits if hit is not None]
+        budget = len(runs[0].curve)
+        # a seed that never reached the target is counted at budget + 1: a lower bound, said in the table
+        counted = [hit if hit is not None else budget + 1 for hit in hits]
+        finals = [run.curve[-1] for run in runs]
+        regrets = [abs(math.log(reference / final)) if final == final and final > 0 else math.inf for final in finals]
+        rows.append({"agent": agent, "seeds": len(runs), "reached": len(reached),
+                     "to95_mean": sum(counted) / len(counted), "to95_min": min(counted), "to95_max": max(counted),
+                     "regret_mean": sum(regrets) / len(regrets), "final_mean": _nanmean(finals)})
+    return rows
+
+
+def _nanmean(values: Sequence[float]) -> float:
+    kept = [value for value in values if value == value]
+    return sum(kept) / len(kept) if kept else math.nan
+
+
+def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget: int, seeds: Sequence[int],
+                out_dir: Path, progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every agent on every seed (each with its own cache), then write compare.csv, curves.csv, PNG."""
+    metric = task.objective.metric
+    seed_runs: list[SeedRun] = []
+    all_records: list[list[Record]] = []
+    for make in agents:
+        for seed in seeds:
+            agent = make()
+            run_dir = out_dir / f"{agent.name}-seed{seed}"
+            result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=run_dir / "cache",
+                              out=None, plot=False)
+            all_records.append(result.records)
+            curve = best_so_far(result.records, result.spent_after, budget, metric,
+                                task.objective.direction == "maximize")
+            seed_runs.append(SeedRun(agent.name, seed, curve, run_dir))
+            shown = f"{curve[-1]:.1f}" if curve[-1] == curve[-1] else "none"
+            progress(f"{agent.name} seed {seed}: best {metric} {shown} after {result.summary['measurements']} "
+                     f"measurements")
+    reference = best_known(task, all_records)
+    rows = summarize(task, seed_runs, reference)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "compare.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    with open(out_dir / "curves.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["agent", "seed", "measurements", f"best_{metric}"])
+        for run in seed_runs:
+            writer.writerows([run.agent, run.seed, step, value] for step, value in enumerate(run.curve, start=1))
+    curves = {agent: [run.curve for run in seed_runs if run.agent == agent] for agent in dict.fromkeys(
+        run.agent for run in seed_runs)}
+    curves_plot(curves, out_dir / "best_so_far.png", f"{task.id}: best {metric} so far, budget {budget}",
+                f"best {metric}", reference=reference)
+    report = {"task": task.id, "budget": budget, "seeds": list(seeds), "metric": metric, "best_known": reference,
+              "agents": rows}
+    (out_dir / "compare.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def compare_table(report: dict[str, Any]) -> str:
+    """The per-agent summary as text."""
+    budget = report["budget"]
+    rows = [[row["agent"], f"{row['reached']}/{row['seeds']}",
+             f"{row['to95_mean']:.1f}" + ("" if row["reached"] == row["seeds"] else f" (≥, unreached = {budget + 1})"),
+             f"{row['to95_min']}-{row['to95_max']}", f"{row['final_mean']:.1f}", f"{row['regret_mean']:.3f}"]
+            for row in report["agents"]]
+    return table(["agent", "reached 95%", "measurements to 95% (mean)", "min-max", f"final best {report['metric']}",
+                  "regret (log)"], rows)

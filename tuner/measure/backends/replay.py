@@ -1,0 +1,85 @@
+"""The replay backend: answers measurements from a recorded records.jsonl, with no inference.
+
+A recorded landscape (from ``infertune measure`` or ``tune`` on any machine) can be tuned again in seconds,
+which makes agent comparisons cheap and exactly repeatable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tuner.errors import ConfigError
+from tuner.measure.protocol import error_payload
+from tuner.measure.status import Status
+from tuner.space import SearchSpace
+
+PREFERENCE = {Status.OK: 0, Status.UNSTABLE: 1, Status.INFEASIBLE: 2}  # the best-measured copy of a config wins
+
+
+def read_recording(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file as dicts (DESIGN §6); torn or foreign lines are skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("config"), dict) and row.get("status") in set(Status):
+            rows.append(row)
+    return rows
+
+
+def config_key(config: dict[str, Any]) -> str:
+    """Canonical text of a config, for lookups."""
+    return json.dumps(config, sort_keys=True)
+
+
+def recording_identity(path: Path) -> str:
+    """Name and content hash of a recording (part of the cache key)."""
+    return f"{path.name}:{hashlib.sha256(path.read_bytes()).hexdigest()[:16]}"
+
+
+class ReplayMeasurer:
+    """Looks configs up in a recording; a config the recording lacks is infeasible ("not in recording")."""
+
+    starts = 0
+    pid = None
+
+    def __init__(self, recording: Path, space: SearchSpace):
+        self.recording = recording
+        records = read_recording(recording)
+        if not records:
+            raise ConfigError("recording holds no records", source=str(recording))
+        self.fingerprint: dict[str, Any] = dict(records[0].get("fingerprint") or {"device": "replay"})
+        self.skipped = 0
+        self._table: dict[str, dict[str, Any]] = {}
+        for record in records:
+            try:
+                known = {name: value for name, value in record["config"].items() if name in space.names}
+                config = space.complete(known, source=str(recording))
+            except ConfigError:
+                self.skipped += 1  # a value outside this task's space: not part of this landscape
+                continue
+            key = config_key(config)
+            held = self._table.get(key)
+            if held is None or PREFERENCE.get(Status(record["status"]), 9) < PREFERENCE.get(Status(held["status"]), 9):
+                self._table[key] = record
+
+    def configs(self) -> list[dict[str, Any]]:
+        """Every config the recording answers for."""
+        return [json.loads(key) for key in self._table]
+
+    def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """The recorded outcome of ``payload['config']``."""
+        record = self._table.get(config_key(payload["config"]))
+        if record is None:
+            return {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {"replay": True},
+                    "error": error_payload("NotRecorded", "not in recording")}
+        return {"status": record["status"], "metrics": dict(record.get("metrics") or {}), "error": record.get("error"),
+                "info": {"replay": True, "recorded_run": record.get("run"), "recorded_trial": record.get("trial")}}
+
+    def close(self) -> None:
+        """Nothing to release."""

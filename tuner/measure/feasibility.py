@@ -1,0 +1,32 @@
+"""Knob values this machine can run at all, known before measuring (used to mask actions and prune grids)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from tuner.space import SearchSpace
+
+MAX_SHARDS_NOW = 1  # tensor parallelism is not run yet: every shard_count above 1 is infeasible
+
+
+def runnable_values(space: SearchSpace, device: str) -> dict[str, list[Any]]:
+    """Per knob, the values that can run on ``device`` with the installed libraries (others are infeasible)."""
+    allowed: dict[str, list[Any]] = {}
+    for knob in space.knobs:
+        if knob.name == "shard_count":
+            allowed[knob.name] = [value for value in knob.choices if value <= MAX_SHARDS_NOW]
+        elif knob.name == "quantization":
+            has_torchao = importlib.util.find_spec("torchao") is not None
+            allowed[knob.name] = [value for value in knob.choices if _quantization_runs(value, device, has_torchao)]
+    return allowed
+
+
+def _quantization_runs(value: str, device: str, has_torchao: bool) -> bool:
+    if value == "int8-dynamic":
+        return device == "cpu"
+    if value == "int8-weight-only":
+        return has_torchao
+    if value == "int4-weight-only":
+        return has_torchao and device == "cuda"
+    return True

@@ -1,0 +1,64 @@
+"""TuningSession: one evaluator and one budget, shared by every agent, with best-so-far bookkeeping.
+
+The budget counts backend measurements: a cached result or a config rejected by the space's constraints
+costs nothing. ``max_proposals`` bounds the loop when an agent keeps proposing configs it already has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from tuner.errors import UserError
+from tuner.evaluator import Evaluator
+from tuner.records import Record
+
+
+class BudgetExhausted(Exception):
+    """Raised when an agent asks for a measurement after the budget is spent."""
+
+
+class TuningSession:
+    """Counts the budget, remembers what was proposed, tracks the best rankable record."""
+
+    def __init__(self, evaluator: Evaluator, budget: int, *, max_proposals: int | None = None,
+                 on_record: Callable[[TuningSession, Record], None] | None = None):
+        if budget <= 0:
+            raise UserError("must be a positive number of measurements", field="--budget", value=budget)
+        self.evaluator = evaluator
+        self.budget = budget
+        self.max_proposals = max_proposals or 10 * budget + 20
+        self.on_record = on_record
+        self.records: list[Record] = []
+        self.spent_after: list[int] = []  # budget spent once each record was in (cached ones spend nothing)
+        self.best: Record | None = None
+        self.allowed = evaluator.runnable_values()
+        self._start = evaluator.measurements
+
+    @property
+    def spent(self) -> int:
+        """Measurements paid for so far."""
+        return self.evaluator.measurements - self._start
+
+    @property
+    def exhausted(self) -> bool:
+        """No measurement may start any more."""
+        return self.spent >= self.budget or len(self.records) >= self.max_proposals
+
+    def evaluate(self, config: Mapping[str, Any]) -> Record:
+        """Measure one config through the shared evaluator; BudgetExhausted once the budget is spent."""
+        if self.exhausted:
+            raise BudgetExhausted(f"budget of {self.budget} measurements spent")
+        record = self.evaluator.evaluate(config)
+        self.records.append(record)
+        self.spent_after.append(self.spent)
+        if rankable(record) and (self.best is None or record.objective > self.best.objective):
+            self.best = record
+        if self.on_record is not None:
+            self.on_record(self, record)
+        return record
+
+
+def rankable(record: Record) -> bool:
+    """Eligible to be called best: measured with stable timing and meeting every objective constraint."""
+    return record.status == "ok" and record.feasible
