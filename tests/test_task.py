@@ -68,3 +68,11 @@ def test_missing_model_folder(tmp_path):
     path = _write(tmp_path, model={"path": "nowhere"})
     with pytest.raises(ModelNotFoundError, match="model.path: no model folder with config.json there"):
         load_task(path)
+
+
+def test_hf_task_rejects_a_knob_the_backend_would_ignore(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("id: s\nknobs:\n  kv_dtype: {type: categorical, choices: [auto, fp8]}\n")
+    path = _write(tmp_path, search_space=str(space))
+    with pytest.raises(ConfigError, match=r"knobs.kv_dtype: the hf backend has no such knob"):
+        load_task(path)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import ConfigError, ModelNotFoundError
+from tuner.measure.backends.knobs import HF_KNOB_DEFAULTS
 from tuner.objective import ObjectiveSpec, objective_from_dict
 from tuner.space import SearchSpace, find_space, load_space
 from tuner.space.loader import read_yaml
@@ -212,6 +213,10 @@ def load_task(path: str | Path) -> TaskSpec:
         if "recording" in data:
             raise reader.fail("only a task with backend: replay reads a recording", "recording", data["recording"])
         recording = None
+        for name in space.names:
+            if name not in HF_KNOB_DEFAULTS:  # a knob the backend would ignore would poison every search
+                raise ConfigError(f"the hf backend has no such knob; it knows {', '.join(HF_KNOB_DEFAULTS)}",
+                                  source=space.source, field=f"knobs.{name}")
         model = _resolve_model(reader.mapping(data.get("model"), "model",
                                               {*MODEL_SOURCES, "name", "trust_remote_code"}), task_file, reader)
         workload = _workload(data, reader, task_file)
@@ -270,7 +275,10 @@ def _accuracy(data: dict[str, Any], reader: _Reader, task_file: Path, workload: 
         eval_prompts = list(workload.prompts[:eval_prompts])
     reference = {"dtype": "float32", "quantization": "none", "attn_implementation": "eager", "shard_count": 1}
     reference.update(acc.get("reference") or {})
-    completed = space.complete(reference, source=f"{task_file}: accuracy.reference")
+    # knobs the space does not tune keep the backend's defaults; those it tunes must be valid choices
+    checked = space.complete({key: value for key, value in reference.items() if key in space.names},
+                             source=f"{task_file}: accuracy.reference")
+    reference.update({key: checked[key] for key in reference if key in checked})
     return AccuracySpec(_prompts(eval_prompts, reader, "accuracy.eval_prompts", task_file),
                         reader.integer(acc, "new_tokens", "accuracy.", default=workload.new_tokens, minimum=2),
-                        {key: completed[key] for key in reference})
+                        reference)

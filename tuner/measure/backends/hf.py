@@ -12,6 +12,7 @@ from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequ
 from tuner.measure.backends.hf_models import DTYPES, load_model, load_tokenizer
 from tuner.measure.backends.hf_timing import measure_generation
 from tuner.measure.backends.infeasible import Infeasible
+from tuner.measure.backends.knobs import HF_KNOB_DEFAULTS
 
 
 def resolve_device(device: str) -> str:
@@ -65,8 +66,9 @@ class HFBackend:
         key = repr((task["id"], sorted(task["model"].items()), task["accuracy"], device))
         if key not in self._references:
             spec = task["accuracy"]
-            model, _, _ = self._model(task, spec["reference"], device)
-            model.set_attn_implementation(spec["reference"]["attn_implementation"])
+            reference = {**HF_KNOB_DEFAULTS, **spec["reference"]}
+            model, _, _ = self._model(task, reference, device)
+            model.set_attn_implementation(reference["attn_implementation"])
             tokenizer = self._tokenizer(task["model"])
             sequences = greedy_sequences(model, tokenizer, spec["eval_prompts"], spec["new_tokens"],
                                          task["workload"]["chat_template"], device)
@@ -88,6 +90,7 @@ class HFBackend:
 
     def measure(self, task: dict[str, Any], config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """Measure one config for real; returns (metrics, info). Raises Infeasible or the failure itself."""
+        config = {**HF_KNOB_DEFAULTS, **config}
         if config["shard_count"] > 1:
             raise Infeasible("shard_count > 1 needs tensor parallelism, which this backend does not run yet")
         if config["compile"] and config["cache_implementation"] != "static":
