@@ -17,6 +17,20 @@ def _pyplot():
     return plt
 
 
+def _label(axis, xlabel: str, ylabel: str) -> None:
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+
+
+def _save(plt, figure, path: Path) -> Path:
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def pareto_plot(records: Sequence[Record], front: Sequence[Record], path: Path, title: str) -> Path:
     """Throughput against p95 latency and against top-1 agreement; the front highlighted, best starred."""
     plt = _pyplot()
@@ -31,16 +45,10 @@ def pareto_plot(records: Sequence[Record], front: Sequence[Record], path: Path, 
         for record in front:
             axis.annotate(str(record.trial), (record.metrics[metric], record.metrics["tokens_per_s"]), fontsize=7,
                           xytext=(3, 3), textcoords="offset points")
-        axis.set_xlabel(label)
-        axis.set_ylabel("tokens / s")
-        axis.grid(alpha=0.3)
+        _label(axis, label, "tokens / s")
     axes[0].legend(loc="best", fontsize=8)
     figure.suptitle(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
 
 
 def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, title: str, ylabel: str,
@@ -61,13 +69,7 @@ def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, tit
     if reference is not None:
         axis.axhline(reference, color="black", linestyle="--", linewidth=1, label="best known")
         axis.axhline(0.95 * reference, color="grey", linestyle=":", linewidth=1, label="95% of best known")
-    axis.set_xlabel("measurements")
-    axis.set_ylabel(ylabel)
-    axis.grid(alpha=0.3)
+    _label(axis, "measurements", ylabel)
     axis.legend(fontsize=8)
     axis.set_title(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(plt, figure, path)
