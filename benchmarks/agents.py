@@ -52,7 +52,7 @@ def main() -> None:
         print(f"optuna / random measurements-to-95%: {ratio:.2f} (target <= 0.25)")
         ppo = ppo_learning_curve(out_dir, range(args.seeds), budget)
         curves_plot({"ppo reward per step": ppo}, out_dir / "ppo_learning_curve.png",
-                    f"PPO reward per step (budget {budget})", "reward (objective)")
+                    f"PPO reward per step (budget {budget})", "reward (objective)", xlabel="step (trial)")
         results[budget] = {"report": report, "optuna_over_random": ratio, "ppo_learning_curve": ppo}
     (root / "agents.json").write_text(json.dumps(results, indent=2))
     print(f"\nsaved {root}/agents.json and the PNGs beside it")

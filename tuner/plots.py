@@ -52,7 +52,7 @@ def pareto_plot(records: Sequence[Record], front: Sequence[Record], path: Path, 
 
 
 def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, title: str, ylabel: str,
-                reference: float | None = None) -> Path:
+                reference: float | None = None, xlabel: str = "measurements") -> Path:
     """Best-so-far against measurements: per agent the mean over seeds and a min-max band."""
     import numpy as np
 
@@ -69,7 +69,7 @@ def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, tit
     if reference is not None:
         axis.axhline(reference, color="black", linestyle="--", linewidth=1, label="best known")
         axis.axhline(0.95 * reference, color="grey", linestyle=":", linewidth=1, label="95% of best known")
-    _label(axis, "measurements", ylabel)
+    _label(axis, xlabel, ylabel)
     axis.legend(fontsize=8)
     axis.set_title(title)
     return _save(plt, figure, path)
