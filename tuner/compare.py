@@ -22,7 +22,7 @@ from tuner.records import Record
 from tuner.report import table
 from tuner.session import rankable
 from tuner.task import TaskSpec
-from tuner.tuning import run_tune
+from tuner.tuning import Tracker, run_tune
 
 TARGET_SHARE = 0.95
 
@@ -96,8 +96,31 @@ def _nanmean(values: Sequence[float]) -> float:
     return sum(kept) / len(kept) if kept else math.nan
 
 
+class _TrialsOnly:
+    """Forwards every seed run's trials to the compare invocation's parent run; that run ends once, at the end."""
+
+    def __init__(self, tracker: Tracker):
+        self.tracker = tracker
+
+    def log_record(self, record: Record) -> Any:
+        return self.tracker.log_record(record)
+
+    def log_training(self, metrics: dict[str, float], step: int) -> None:
+        self.tracker.log_training(metrics, step)
+
+    def run_id_of(self, record: Record) -> str | None:
+        return self.tracker.run_id_of(record)
+
+    def mark_deployable(self, record: Record, artifacts: list[Path]) -> None:
+        """Per-seed bests are not deployables of the comparison."""
+
+    def finish(self, summary: dict[str, Any] | None = None) -> None:
+        """The comparison finishes its parent run itself."""
+
+
 def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget: int, seeds: Sequence[int],
-                out_dir: Path, progress: Callable[[str], None] = print) -> dict[str, Any]:
+                out_dir: Path, progress: Callable[[str], None] = print,
+                tracker: Tracker | None = None) -> dict[str, Any]:
     """Run every agent on every seed (each with its own cache), then write compare.csv, curves.csv, PNG."""
     metric = task.objective.metric
     seed_runs: list[SeedRun] = []
@@ -107,7 +130,7 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
             agent = make()
             run_dir = out_dir / f"{agent.name}-seed{seed}"
             result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=run_dir / "cache",
-                              out=None, plot=False)
+                              out=None, plot=False, tracker=_TrialsOnly(tracker) if tracker else None)
             all_records.append(result.records)
             curve = best_so_far(result.records, result.spent_after, budget, metric,
                                 task.objective.direction == "maximize")
@@ -134,6 +157,8 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
     report = {"task": task.id, "budget": budget, "seeds": list(seeds), "metric": metric, "best_known": reference,
               "agents": rows}
     (out_dir / "compare.json").write_text(json.dumps(report, indent=2))
+    if tracker is not None:
+        tracker.finish(None)
     return report
 
 

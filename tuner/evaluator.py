@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuner.measure.backends.knobs import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MeasurementCache, cache_key
 from tuner.measure.feasibility import runnable_values
@@ -43,7 +43,7 @@ class Evaluator:
             self.worker: WorkerClient | ReplayMeasurer = ReplayMeasurer(task.recording, task.space)
             self.fingerprint = self.worker.fingerprint
         else:
-            models = str(Path(os.environ.get("INFERTUNE_MODELS_DIR", self.run_dir.parent / "models")).resolve())
+            models = str(models_dir(self.run_dir.parent))
             self.worker = WorkerClient(env={"INFERTUNE_MODELS_DIR": models, **(worker_env or {})}, echo=echo_worker)
             self.fingerprint = fingerprint(resolve_device(task.device))
         spec = task.worker_spec()

@@ -22,13 +22,15 @@ class TuningSession:
     """Counts the budget, remembers what was proposed, tracks the best rankable record."""
 
     def __init__(self, evaluator: Evaluator, budget: int, *, max_proposals: int | None = None,
-                 on_record: Callable[[TuningSession, Record], None] | None = None):
+                 on_record: Callable[[TuningSession, Record], None] | None = None,
+                 on_training: Callable[[dict[str, float], int], None] | None = None):
         if budget <= 0:
             raise UserError("must be a positive number of measurements", field="--budget", value=budget)
         self.evaluator = evaluator
         self.budget = budget
         self.max_proposals = max_proposals or 10 * budget + 20
         self.on_record = on_record
+        self.on_training = on_training
         self.records: list[Record] = []
         self.spent_after: list[int] = []  # budget spent once each record was in (cached ones spend nothing)
         self.best: Record | None = None
@@ -57,6 +59,11 @@ class TuningSession:
         if self.on_record is not None:
             self.on_record(self, record)
         return record
+
+    def report_training(self, metrics: dict[str, float], step: int) -> None:
+        """Forward an agent's own training metrics (e.g. PPO losses) to whoever tracks the run."""
+        if self.on_training is not None:
+            self.on_training(metrics, step)
 
 
 def rankable(record: Record) -> bool:

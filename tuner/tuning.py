@@ -2,21 +2,37 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from tuner.agents import Agent
 from tuner.evaluator import Evaluator
+from tuner.export import TARGETS, ExportContext, export_to
 from tuner.pareto import pareto_front
 from tuner.plots import pareto_plot
 from tuner.records import Record
 from tuner.report import config_text, pareto_table, trial_line
 from tuner.session import TuningSession
 from tuner.task import TaskSpec
+
+
+class Tracker(Protocol):
+    """Where a run is mirrored (MLflow); every method must swallow its own failures."""
+
+    def log_record(self, record: Record) -> Any: ...
+
+    def log_training(self, metrics: dict[str, float], step: int) -> None: ...
+
+    def run_id_of(self, record: Record) -> str | None: ...
+
+    def mark_deployable(self, record: Record, artifacts: list[Path]) -> None: ...
+
+    def finish(self, summary: dict[str, Any] | None = None) -> None: ...
 
 
 @dataclass
@@ -37,21 +53,25 @@ def _record_brief(record: Record) -> dict[str, Any]:
 
 
 def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: Path, cache_dir: Path | None = None,
-             out: TextIO | None = sys.stdout, plot: bool = True) -> TuneResult:
+             out: TextIO | None = sys.stdout, plot: bool = True, tracker: Tracker | None = None) -> TuneResult:
     """Run ``agent`` on ``task`` for ``budget`` measurements and write the run's files."""
     started = time.time()
 
     def progress(session: TuningSession, record: Record) -> None:
+        if tracker is not None:
+            tracker.log_record(record)
         if out is not None:
             print(trial_line(session.spent, session.budget, record, session.best), file=out, flush=True)
 
     with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir) as evaluator:
-        session = TuningSession(evaluator, budget, on_record=progress)
+        session = TuningSession(evaluator, budget, on_record=progress,
+                                on_training=tracker.log_training if tracker is not None else None)
         agent.search(session, seed)
     front = pareto_front(session.records)
     best = session.best
     summary = {
-        "run": run_dir.name, "task": task.id, "space": task.space.label, "agent": agent.describe(), "seed": seed,
+        "run": run_dir.name, "task": task.id, "task_file": str(task.source.resolve()),
+        "space": task.space.label, "agent": agent.describe(), "seed": seed,
         "budget": budget, "measurements": session.spent, "trials": len(session.records),
         "best": _record_brief(best) if best else None,
         "pareto": [_record_brief(record) for record in front],
@@ -60,10 +80,60 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_trials_csv(session.records, run_dir / "trials.csv")
     if plot:
         pareto_plot(session.records, front, run_dir / "pareto.png",
                     f"{task.id}: {agent.name}, {session.spent} measurements")
+    if best is not None:
+        mlflow_id = tracker.run_id_of(best) if tracker is not None else None
+        export_to(list(TARGETS), best.config, export_context(task, best, run_dir.parent, mlflow_id), run_dir / "export")
+    if tracker is not None:
+        if best is not None:
+            tracker.mark_deployable(best, [run_dir / "export", run_dir / "pareto.png", run_dir / "trials.csv",
+                                           run_dir / "summary.json"])
+        tracker.finish(summary)
     return TuneResult(run_dir, summary, session.records, session.spent_after, front, best)
+
+
+def export_context(task: TaskSpec, record: Record, runs_dir: Path,
+                   mlflow_run_id: str | None = None) -> ExportContext:
+    """What an exported file says about where its config came from."""
+    model, note = serving_model(task, runs_dir)
+    return ExportContext(task=task.id, model=model, metrics=record.metrics, run=record.run, trial=record.trial,
+                         mlflow_run_id=mlflow_run_id, model_note=note)
+
+
+def serving_model(task: TaskSpec, runs_dir: Path) -> tuple[str, str]:
+    """(what a serving stack should load, a note) for the task's model."""
+    model = task.model
+    if task.backend == "replay":
+        name = str(model.get("name") or task.id)
+        return name, f"model: {name} as measured in {task.recording.name}; point this at that checkpoint"
+    if "hf_id" in model:
+        return str(model["hf_id"]), ""
+    if "path" in model:
+        return str(model["path"]), ""
+    if "gguf" in model:
+        from tuner.measure.backends.knobs import converted_gguf_folder
+
+        folder = converted_gguf_folder(Path(model["gguf"]), runs_dir)
+        return str(folder), f"model: safetensors converted by infertune from {Path(model['gguf']).name}"
+    name = str(model.get("name") or task.id)
+    return name, f"model: {name} exists only inside infertune (random weights); put your checkpoint here"
+
+
+def write_trials_csv(records: list[Record], path: Path) -> Path:
+    """The trial table: one row per record, config knobs then metrics."""
+    knobs = list(dict.fromkeys(name for record in records for name in record.config))
+    metrics = list(dict.fromkeys(name for record in records for name in record.metrics))
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["trial", *knobs, "status", "cached", "feasible", "objective", *metrics])
+        for record in records:
+            writer.writerow([record.trial, *(record.config.get(name) for name in knobs), record.status,
+                             record.cached, record.feasible, f"{record.objective:.6g}",
+                             *(record.metrics.get(name) for name in metrics)])
+    return path
 
 
 def final_report(result: TuneResult, task: TaskSpec) -> str:

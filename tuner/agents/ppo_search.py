@@ -7,6 +7,7 @@ from typing import Any
 
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import KVWriter, Logger
 
 from tuner.agents.base import Agent
 from tuner.env.tuning_env import TuningEnv
@@ -31,6 +32,22 @@ class StopWhenBudgetSpent(BaseCallback):
         return not self.session.exhausted
 
 
+class SessionWriter(KVWriter):
+    """SB3 logger output that hands PPO's training metrics to the session (and so to MLflow)."""
+
+    def __init__(self, session: TuningSession):
+        self.session = session
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, Any], step: int = 0) -> None:
+        numbers = {key: float(value) for key, value in key_values.items()
+                   if isinstance(value, int | float) and not isinstance(value, bool)}
+        if numbers:
+            self.session.report_training(numbers, step)
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 class PPOAgent(Agent):
     """Learns a policy over configs while it searches; saves it for ``--policy`` to start from later."""
 
@@ -53,6 +70,7 @@ class PPOAgent(Agent):
             model = MaskablePPO.load(self.policy, env=env, seed=seed)
         else:
             model = MaskablePPO("MlpPolicy", env, seed=seed, verbose=0, device="cpu", **HYPERPARAMETERS)
+        model.set_logger(Logger(folder=None, output_formats=[SessionWriter(session)]))
         model.learn(total_timesteps=session.max_proposals, callback=StopWhenBudgetSpent(session))
         self.saved = Path(self.save_to) if self.save_to else session.evaluator.run_dir / "policy.zip"
         self.saved.parent.mkdir(parents=True, exist_ok=True)

@@ -11,15 +11,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from tuner.measure.backends.infeasible import Infeasible
+from tuner.measure.backends.knobs import converted_gguf_folder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 TINY_DEFAULTS = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                  "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512}
-
-
-def models_dir() -> Path:
-    """Where converted weights are cached (``runs/models`` unless INFERTUNE_MODELS_DIR says otherwise)."""
-    return Path(os.environ.get("INFERTUNE_MODELS_DIR", "runs/models"))
 
 
 def _byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -38,7 +34,7 @@ def _byte_tokenizer() -> PreTrainedTokenizerFast:
 
 def _converted_gguf(gguf: Path) -> Path:
     """A float32 safetensors copy of a GGUF model, converted once (dequantizing takes ~20 s) and reused."""
-    target = models_dir() / f"{gguf.stem}-{gguf.stat().st_size}"
+    target = converted_gguf_folder(gguf)  # the worker gets INFERTUNE_MODELS_DIR from the evaluator
     if (target / "config.json").is_file():
         return target
     staging = target.with_name(f"{target.name}.tmp{os.getpid()}")

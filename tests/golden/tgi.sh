@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# infertune export for TGI
+# task: smollm2-cpu   model: /models/SmolLM2-135M-Instruct
+# measured config: batch_size=16 dtype=bfloat16 quantization=none attn_implementation=sdpa cache_implementation=static compile=True shard_count=2
+# measured: tokens_per_s 244.4, latency_p95_s 1.052, top1_agree 0.977, kl 0.00117
+# infertune run: tune-optuna-smollm2-cpu-20261126 trial 7   MLflow run: 0123abcd
+# infertune measured batch_size as a static batch (all sequences start and stop together); this stack batches continuously, so the value below caps concurrent sequences instead (max-concurrent-requests, max-batch-size).
+# WARNING attn_implementation=sdpa: no TGI equivalent (TGI picks flash/paged attention itself); not applied
+# WARNING cache_implementation=static: no TGI equivalent (TGI always uses its paged KV cache); not applied
+text-generation-launcher --model-id /models/SmolLM2-135M-Instruct --num-shard 2 --max-concurrent-requests 16 --max-batch-size 16 --dtype bfloat16

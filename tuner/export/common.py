@@ -1,0 +1,52 @@
+"""What every exporter shares: the context of a measured config, the file header, gap notes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STATIC_BATCH_NOTE = ("infertune measured batch_size as a static batch (all sequences start and stop together); "
+                     "this stack batches continuously, so the value below caps concurrent sequences instead")
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """Where a config came from: task, model, the measured metrics, the run that measured it."""
+
+    task: str
+    model: str  # what the serving stack loads: a hub id or a local folder
+    metrics: dict[str, Any]
+    run: str = ""
+    trial: int | None = None
+    mlflow_run_id: str | None = None
+    model_note: str = ""
+
+
+@dataclass
+class Exported:
+    """Files (name → text) and the knobs the stack has no equivalent for (each also written in the file)."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def header(stack: str, context: ExportContext, config: dict[str, Any], comment: str = "#") -> list[str]:
+    """Comment lines that open every exported file: task, model, measured metrics, MLflow run."""
+    metrics = context.metrics
+    shown = ", ".join(f"{name} {metrics[name]:.4g}" for name in ("tokens_per_s", "latency_p95_s", "ttft_s",
+                                                                   "tpot_s", "top1_agree", "kl", "peak_mem_mb")
+                      if isinstance(metrics.get(name), int | float))
+    lines = [f"infertune export for {stack}",
+             f"task: {context.task}   model: {context.model}",
+             "measured config: " + " ".join(f"{key}={value}" for key, value in config.items()),
+             f"measured: {shown or 'no metrics'}",
+             f"infertune run: {context.run or '-'} trial {context.trial if context.trial is not None else '-'}"
+             f"   MLflow run: {context.mlflow_run_id or '-'}"]
+    if context.model_note:
+        lines.append(context.model_note)
+    return [f"{comment} {line}" for line in lines]
+
+
+def gap(knob: str, value: Any, stack: str, why: str) -> str:
+    """The sentence written (and warned) for a knob the stack cannot express."""
+    return f"{knob}={value}: no {stack} equivalent ({why}); not applied"

@@ -1,0 +1,40 @@
+"""Plain transformers: the from_pretrained / generate kwargs infertune itself loads and measures (round trip)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tuner.export.common import ExportContext, Exported, header
+
+KIND = "infertune.hf-export"
+
+
+def export(config: dict[str, Any], context: ExportContext) -> Exported:
+    """hf.json: kwargs for transformers 5 plus the exact infertune config they came from."""
+    quantization = config.get("quantization", "none")
+    document = {
+        "kind": KIND,
+        "comment": [line.lstrip("# ") for line in header("transformers", context, config)],
+        "model": context.model,
+        "from_pretrained": {"dtype": config.get("dtype", "float32"),
+                            "attn_implementation": config.get("attn_implementation", "sdpa"),
+                            **({"tp_plan": "auto"} if config.get("shard_count", 1) > 1 else {})},
+        "quantization": {"none": None, "int8-dynamic": "torch.ao.quantization.quantize_dynamic(qint8, Linear)",
+                         "int8-weight-only": "torchao Int8WeightOnlyConfig",
+                         "int4-weight-only": "torchao Int4WeightOnlyConfig(group_size=128)"}[quantization],
+        "generate": {"cache_implementation": None if config.get("cache_implementation") == "dynamic"
+                     else config.get("cache_implementation"),
+                     "disable_compile": not config.get("compile", False), "do_sample": False},
+        "batch_size": config.get("batch_size", 1),
+        "tensor_parallel_size": config.get("shard_count", 1),
+        "infertune_config": config,
+    }
+    return Exported(files={"hf.json": json.dumps(document, indent=2) + "\n"})
+
+
+def config_from_export(document: dict[str, Any]) -> dict[str, Any]:
+    """The infertune config an hf.json export describes (so it can be measured again)."""
+    if document.get("kind") != KIND:
+        raise ValueError(f"not an infertune hf export (kind {document.get('kind')!r})")
+    return dict(document["infertune_config"])

@@ -1,0 +1,35 @@
+"""TensorRT-LLM: an LLM-API YAML for ``trtllm-serve --config`` with existing keys only, and the command."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import yaml
+
+from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap, header
+
+
+def export(config: dict[str, Any], context: ExportContext) -> Exported:
+    """trtllm.yaml + trtllm.sh for one config (unknown keys would be rejected by trtllm-serve)."""
+    out = Exported()
+    options: dict[str, Any] = {"tensor_parallel_size": config.get("shard_count", 1),
+                               "dtype": config.get("dtype", "float32"),
+                               "max_batch_size": config.get("batch_size", 1),
+                               "kv_cache_config": {"free_gpu_memory_fraction": 0.9}}
+    quantization = config.get("quantization", "none")
+    if quantization != "none":
+        out.warnings.append(gap("quantization", quantization, "TensorRT-LLM",
+                                "it serves checkpoints quantized beforehand (e.g. with ModelOpt)"))
+    for knob, why in (("attn_implementation", "TensorRT-LLM uses its own attention plugin"),
+                      ("cache_implementation", "TensorRT-LLM always uses its paged KV cache"),
+                      ("compile", "the engine is compiled ahead of time, whatever this knob says")):
+        if knob in config:
+            out.warnings.append(gap(knob, config[knob], "TensorRT-LLM", why))
+    notes = [*header("TensorRT-LLM", context, config), f"# {STATIC_BATCH_NOTE} (max_batch_size).",
+             *[f"# WARNING {warning}" for warning in out.warnings]]
+    out.files["trtllm.yaml"] = "\n".join([*notes, f"# run: trtllm-serve {context.model} --config trtllm.yaml",
+                                          yaml.safe_dump(options, sort_keys=False).rstrip()]) + "\n"
+    command = ["trtllm-serve", context.model, "--config", "trtllm.yaml"]
+    out.files["trtllm.sh"] = "\n".join(["#!/usr/bin/env bash", *notes, shlex.join(command)]) + "\n"
+    return out

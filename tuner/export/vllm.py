@@ -1,0 +1,53 @@
+"""vLLM: a ``vllm serve --config`` YAML (keys are the long CLI option names) and the equivalent command."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+import yaml
+
+from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap, header
+
+DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
+
+
+def export(config: dict[str, Any], context: ExportContext) -> Exported:
+    """vllm.yaml + vllm.sh for one config."""
+    out = Exported()
+    options: dict[str, Any] = {"model": context.model,
+                               "tensor-parallel-size": config.get("shard_count", 1),
+                               "dtype": DTYPES[config.get("dtype", "float32")],
+                               "max-num-seqs": config.get("batch_size", 1)}
+    if not config.get("compile", False):
+        options["enforce-eager"] = True  # no torch.compile, no CUDA graphs: what infertune measured
+    quantization = config.get("quantization", "none")
+    if quantization in ("int8-weight-only", "int4-weight-only"):
+        options["quantization"] = "torchao"
+        out.warnings.append(f"quantization={quantization}: vLLM's torchao method loads a checkpoint already "
+                            "quantized with torchao; save the weights quantized that way first")
+    elif quantization == "int8-dynamic":
+        out.warnings.append(gap("quantization", quantization, "vLLM", "torch dynamic quantization is CPU-only"))
+    attention = config.get("attn_implementation")
+    if attention is not None:
+        out.warnings.append(gap("attn_implementation", attention, "vLLM",
+                                "vLLM picks its own paged-attention backend"))
+    cache = config.get("cache_implementation")
+    if cache is not None:
+        out.warnings.append(gap("cache_implementation", cache, "vLLM", "vLLM always uses its paged KV cache"))
+    lines = header("vLLM", context, config) + [f"# {STATIC_BATCH_NOTE} (max-num-seqs)."]
+    lines += [f"# WARNING {warning}" for warning in out.warnings]
+    lines += ["# run: vllm serve --config vllm.yaml", yaml.safe_dump(options, sort_keys=False).rstrip()]
+    out.files["vllm.yaml"] = "\n".join(lines) + "\n"
+    command = ["vllm", "serve", context.model]
+    for key, value in options.items():
+        if key == "model":
+            continue
+        if value is True:
+            command.append(f"--{key}")
+        else:
+            command += [f"--{key}", str(value)]
+    out.files["vllm.sh"] = "\n".join(["#!/usr/bin/env bash", *header("vLLM", context, config),
+                                       *[f"# WARNING {warning}" for warning in out.warnings],
+                                       shlex.join(command)]) + "\n"
+    return out

@@ -1,0 +1,32 @@
+"""Find the infertune trial behind an MLflow run id (for ``infertune export RUN_ID``)."""
+
+from __future__ import annotations
+
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+
+def find_trial(tracking_uri: str, run_id: str) -> tuple[str, int, str, str] | None:
+    """(infertune run, trial, task file, trial's MLflow run id); a parent run resolves to its best trial."""
+    client = MlflowClient(tracking_uri=tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return None
+    tags = run.data.tags
+    if tags.get("infertune.kind") == "invocation":
+        parent_tags = tags
+        best = tags.get("best_trial")
+        if best is None:
+            return None
+        children = client.search_runs([run.info.experiment_id], f"tags.`mlflow.parentRunId` = '{run_id}' and "
+                                      f"tags.`infertune.trial` = '{best}'", max_results=1)
+        if not children:
+            return None
+        run, tags = children[0], children[0].data.tags
+    else:
+        parent = tags.get("mlflow.parentRunId")
+        parent_tags = client.get_run(parent).data.tags if parent else {}
+    if "infertune.trial" not in tags:
+        return None
+    return tags["infertune.run"], int(tags["infertune.trial"]), parent_tags.get("task_file", ""), run.info.run_id
