@@ -44,17 +44,20 @@ def test_design_flags_per_stack(tmp_path):
     sglang = _yaml(tmp_path / "sglang.yaml")
     assert sglang["tp-size"] == 2 and sglang["dtype"] == "bfloat16" and sglang["max-running-requests"] == 16
     assert sglang["enable-torch-compile"] is True
-    tgi = dict(line.split("=", 1) for line in (tmp_path / "tgi.env").read_text().splitlines()
-               if line and not line.startswith("#"))
+    tgi = dict(line.removeprefix("export ").split("=", 1) for line in (tmp_path / "tgi.sh").read_text().splitlines()
+               if line.startswith("export "))
     assert tgi["NUM_SHARD"] == "2" and tgi["DTYPE"] == "bfloat16" and tgi["MAX_BATCH_SIZE"] == "16"
     assert "--num-shard 2" in (tmp_path / "tgi.sh").read_text()
     trtllm = _yaml(tmp_path / "trtllm.yaml")
     assert trtllm == {"tensor_parallel_size": 2, "dtype": "bfloat16", "max_batch_size": 16,
                       "kv_cache_config": {"free_gpu_memory_fraction": 0.9}}
-    assert "trtllm-serve /models/SmolLM2-135M-Instruct --config trtllm.yaml" in (tmp_path / "trtllm.sh").read_text()
-    command = (tmp_path / "vllm.sh").read_text().splitlines()[-1]
-    assert command.startswith("vllm serve /models/SmolLM2-135M-Instruct --tensor-parallel-size 2 --dtype bfloat16")
-    for name in ("vllm.yaml", "sglang.yaml", "tgi.env", "trtllm.yaml"):
+    assert "# run: trtllm-serve /models/SmolLM2-135M-Instruct --config trtllm.yaml" in (
+        tmp_path / "trtllm.yaml").read_text()
+    assert ("# same as: vllm serve /models/SmolLM2-135M-Instruct --tensor-parallel-size 2 --dtype bfloat16 "
+            "--max-num-seqs 16") in (tmp_path / "vllm.yaml").read_text()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["hf.json", "sglang.yaml", "tgi.sh", "trtllm.yaml",
+                                                                "vllm.yaml"]  # one file per stack
+    for name in ("vllm.yaml", "sglang.yaml", "tgi.sh", "trtllm.yaml"):
         text = (tmp_path / name).read_text()
         assert "task: smollm2-cpu" in text and "MLflow run: 0123abcd" in text and "tokens_per_s 244.4" in text
         assert "static batch" in text  # the batching gap is stated
@@ -68,7 +71,7 @@ def test_gaps_are_written_and_warned(tmp_path):
     assert any(w.startswith("trtllm: quantization=int8-dynamic") for w in warnings)
     assert "# WARNING quantization=int8-dynamic" in (tmp_path / "vllm.yaml").read_text()
     assert _yaml(tmp_path / "vllm.yaml")["enforce-eager"] is True
-    assert "CUDA_GRAPHS=0" in (tmp_path / "tgi.env").read_text()
+    assert "export CUDA_GRAPHS=0" in (tmp_path / "tgi.sh").read_text()
 
 
 def infertune(*args: str, runs: Path) -> subprocess.CompletedProcess:
@@ -85,8 +88,7 @@ def test_export_best_and_hf_round_trip(tmp_path):
     out = tmp_path / "out"
     exported = infertune("export", "--best", str(TINY), "--to", "all", "--out", str(out), runs=runs)
     assert exported.returncode == 0, exported.stderr
-    assert sorted(path.name for path in out.iterdir()) == ["hf.json", "sglang.sh", "sglang.yaml", "tgi.env",
-                                                           "tgi.sh", "trtllm.sh", "trtllm.yaml", "vllm.sh",
+    assert sorted(path.name for path in out.iterdir()) == ["hf.json", "sglang.yaml", "tgi.sh", "trtllm.yaml",
                                                            "vllm.yaml"]
     assert "infertune: warning: vllm: attn_implementation=eager" in exported.stderr
     again = infertune("measure", str(TINY), "--config", str(out / "hf.json"), "--json", "--no-cache", runs=runs)

@@ -53,8 +53,8 @@ def test_tune_mirrors_every_trial(tmp_path):
     names = {item.path for item in client.list_artifacts(deployable[0].info.run_id)}
     assert {"config.json", "export", "pareto.png", "trials.csv"} <= names
     exported = {item.path for item in client.list_artifacts(deployable[0].info.run_id, "export")}
-    assert {"export/vllm.yaml", "export/sglang.yaml", "export/tgi.env", "export/trtllm.yaml",
-            "export/hf.json"} <= exported
+    assert exported == {"export/vllm.yaml", "export/sglang.yaml", "export/tgi.sh", "export/trtllm.yaml",
+                        "export/hf.json"}
     vllm = (runs / "t" / "export" / "vllm.yaml").read_text()
     assert f"MLflow run: {deployable[0].info.run_id}" in vllm
 

@@ -7,4 +7,11 @@
 # infertune measured batch_size as a static batch (all sequences start and stop together); this stack batches continuously, so the value below caps concurrent sequences instead (max-concurrent-requests, max-batch-size).
 # WARNING attn_implementation=sdpa: no TGI equivalent (TGI picks flash/paged attention itself); not applied
 # WARNING cache_implementation=static: no TGI equivalent (TGI always uses its paged KV cache); not applied
-text-generation-launcher --model-id /models/SmolLM2-135M-Instruct --num-shard 2 --max-concurrent-requests 16 --max-batch-size 16 --dtype bfloat16
+# the launcher reads these variables; the same as flags:
+#   text-generation-launcher --model-id /models/SmolLM2-135M-Instruct --num-shard 2 --max-concurrent-requests 16 --max-batch-size 16 --dtype bfloat16
+export MODEL_ID=/models/SmolLM2-135M-Instruct
+export NUM_SHARD=2
+export MAX_CONCURRENT_REQUESTS=16
+export MAX_BATCH_SIZE=16
+export DTYPE=bfloat16
+exec text-generation-launcher "$@"

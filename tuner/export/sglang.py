@@ -1,4 +1,4 @@
-"""SGLang: a ``sglang.launch_server --config`` YAML (long CLI option names) and the equivalent command."""
+"""SGLang: a ``sglang.launch_server --config`` YAML (long CLI option names), the equivalent command inside."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap,
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
-    """sglang.yaml + sglang.sh for one config."""
+    """sglang.yaml for one config."""
     out = Exported()
     options: dict[str, Any] = {"model-path": context.model,
                                "tp-size": config.get("shard_count", 1),
@@ -30,15 +30,12 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
     if "cache_implementation" in config:
         out.warnings.append(gap("cache_implementation", config["cache_implementation"], "SGLang",
                                 "SGLang always uses its radix KV cache"))
-    lines = header("SGLang", context, config) + [f"# {STATIC_BATCH_NOTE} (max-running-requests)."]
-    lines += [f"# WARNING {warning}" for warning in out.warnings]
-    lines += ["# run: python -m sglang.launch_server --config sglang.yaml",
-              yaml.safe_dump(options, sort_keys=False).rstrip()]
-    out.files["sglang.yaml"] = "\n".join(lines) + "\n"
     command = ["python", "-m", "sglang.launch_server"]
     for key, value in options.items():
         command += [f"--{key}"] if value is True else [f"--{key}", str(value)]
-    out.files["sglang.sh"] = "\n".join(["#!/usr/bin/env bash", *header("SGLang", context, config),
-                                         *[f"# WARNING {warning}" for warning in out.warnings],
-                                         shlex.join(command)]) + "\n"
+    lines = header("SGLang", context, config) + [f"# {STATIC_BATCH_NOTE} (max-running-requests)."]
+    lines += [f"# WARNING {warning}" for warning in out.warnings]
+    lines += ["# run: python -m sglang.launch_server --config sglang.yaml", f"# same as: {shlex.join(command)}",
+              yaml.safe_dump(options, sort_keys=False).rstrip()]
+    out.files["sglang.yaml"] = "\n".join(lines) + "\n"
     return out

@@ -11,7 +11,7 @@ QUANTIZE = {"int8-weight-only": "eetq"}  # TGI's int8 weight-only kernel
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
-    """tgi.env (variables the launcher reads) + tgi.sh (text-generation-launcher command)."""
+    """tgi.sh: the launcher's environment variables, the same settings as flags, and the launch."""
     out = Exported()
     arguments: dict[str, Any] = {"model-id": context.model, "num-shard": config.get("shard_count", 1),
                                  "max-concurrent-requests": config.get("batch_size", 1),
@@ -36,10 +36,12 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
             out.warnings.append(gap(knob, config[knob], "TGI", why))
     notes = [*header("TGI", context, config), f"# {STATIC_BATCH_NOTE} (max-concurrent-requests, max-batch-size).",
              *[f"# WARNING {warning}" for warning in out.warnings]]
-    out.files["tgi.env"] = "\n".join([*notes, *(f"{key.upper().replace('-', '_')}={value}"
-                                                 for key, value in arguments.items())]) + "\n"
     command = ["text-generation-launcher"]
     for key, value in arguments.items():
         command += [f"--{key}", str(value)]
-    out.files["tgi.sh"] = "\n".join(["#!/usr/bin/env bash", *notes, shlex.join(command)]) + "\n"
+    exports = [f"export {key.upper().replace('-', '_')}={shlex.quote(str(value))}" for key, value in arguments.items()]
+    out.files["tgi.sh"] = "\n".join(["#!/usr/bin/env bash", *notes,
+                                       "# the launcher reads these variables; the same as flags:",
+                                       f"#   {shlex.join(command)}", *exports,
+                                       'exec text-generation-launcher "$@"']) + "\n"
     return out

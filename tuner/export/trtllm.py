@@ -1,4 +1,4 @@
-"""TensorRT-LLM: an LLM-API YAML for ``trtllm-serve --config`` with existing keys only, and the command."""
+"""TensorRT-LLM: an LLM-API YAML for ``trtllm-serve --config`` with existing keys only, the command inside."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap,
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
-    """trtllm.yaml + trtllm.sh for one config (unknown keys would be rejected by trtllm-serve)."""
+    """trtllm.yaml for one config (trtllm-serve rejects unknown keys, so only existing ones are written)."""
     out = Exported()
     options: dict[str, Any] = {"tensor_parallel_size": config.get("shard_count", 1),
                                "dtype": config.get("dtype", "float32"),
@@ -28,8 +28,7 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
             out.warnings.append(gap(knob, config[knob], "TensorRT-LLM", why))
     notes = [*header("TensorRT-LLM", context, config), f"# {STATIC_BATCH_NOTE} (max_batch_size).",
              *[f"# WARNING {warning}" for warning in out.warnings]]
-    out.files["trtllm.yaml"] = "\n".join([*notes, f"# run: trtllm-serve {context.model} --config trtllm.yaml",
-                                          yaml.safe_dump(options, sort_keys=False).rstrip()]) + "\n"
     command = ["trtllm-serve", context.model, "--config", "trtllm.yaml"]
-    out.files["trtllm.sh"] = "\n".join(["#!/usr/bin/env bash", *notes, shlex.join(command)]) + "\n"
+    out.files["trtllm.yaml"] = "\n".join([*notes, f"# run: {shlex.join(command)}",
+                                          yaml.safe_dump(options, sort_keys=False).rstrip()]) + "\n"
     return out

@@ -1,4 +1,4 @@
-"""vLLM: a ``vllm serve --config`` YAML (keys are the long CLI option names) and the equivalent command."""
+"""vLLM: a ``vllm serve --config`` YAML (keys are the long CLI option names), the equivalent command inside."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
-    """vllm.yaml + vllm.sh for one config."""
+    """vllm.yaml for one config."""
     out = Exported()
     options: dict[str, Any] = {"model": context.model,
                                "tensor-parallel-size": config.get("shard_count", 1),
@@ -35,19 +35,13 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
     cache = config.get("cache_implementation")
     if cache is not None:
         out.warnings.append(gap("cache_implementation", cache, "vLLM", "vLLM always uses its paged KV cache"))
-    lines = header("vLLM", context, config) + [f"# {STATIC_BATCH_NOTE} (max-num-seqs)."]
-    lines += [f"# WARNING {warning}" for warning in out.warnings]
-    lines += ["# run: vllm serve --config vllm.yaml", yaml.safe_dump(options, sort_keys=False).rstrip()]
-    out.files["vllm.yaml"] = "\n".join(lines) + "\n"
     command = ["vllm", "serve", context.model]
     for key, value in options.items():
-        if key == "model":
-            continue
-        if value is True:
-            command.append(f"--{key}")
-        else:
-            command += [f"--{key}", str(value)]
-    out.files["vllm.sh"] = "\n".join(["#!/usr/bin/env bash", *header("vLLM", context, config),
-                                       *[f"# WARNING {warning}" for warning in out.warnings],
-                                       shlex.join(command)]) + "\n"
+        if key != "model":
+            command += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+    lines = header("vLLM", context, config) + [f"# {STATIC_BATCH_NOTE} (max-num-seqs)."]
+    lines += [f"# WARNING {warning}" for warning in out.warnings]
+    lines += ["# run: vllm serve --config vllm.yaml", f"# same as: {shlex.join(command)}",
+              yaml.safe_dump(options, sort_keys=False).rstrip()]
+    out.files["vllm.yaml"] = "\n".join(lines) + "\n"
     return out
