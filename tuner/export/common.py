@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Any
+
+import yaml
 
 STATIC_BATCH_NOTE = ("infertune measured batch_size as a static batch (all sequences start and stop together); "
                      "this stack batches continuously, so the value below caps concurrent sequences instead")
@@ -50,3 +53,23 @@ def header(stack: str, context: ExportContext, config: dict[str, Any], comment: 
 def gap(knob: str, value: Any, stack: str, why: str) -> str:
     """The sentence written (and warned) for a knob the stack cannot express."""
     return f"{knob}={value}: no {stack} equivalent ({why}); not applied"
+
+
+def as_flags(options: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """``--key value`` pairs (a bare ``--key`` for true) for the options not in ``skip``."""
+    flags: list[str] = []
+    for key, value in options.items():
+        if key not in skip:
+            flags += [f"--{key}"] if value is True else [f"--{key}", str(value)]
+    return flags
+
+
+def yaml_config(stack: str, context: ExportContext, config: dict[str, Any], batch_option: str,
+                warnings: list[str], run: list[str], command: list[str] | None, options: dict[str, Any]) -> str:
+    """A serving YAML: header, the batching gap, warnings, how to run it (and the same as flags), the options."""
+    lines = [*header(stack, context, config), f"# {STATIC_BATCH_NOTE} ({batch_option}).",
+             *[f"# WARNING {warning}" for warning in warnings], f"# run: {shlex.join(run)}"]
+    if command is not None:
+        lines.append(f"# same as: {shlex.join(command)}")
+    lines.append(yaml.safe_dump(options, sort_keys=False).rstrip())
+    return "\n".join(lines) + "\n"

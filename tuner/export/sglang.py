@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
-import yaml
-
-from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap, header
+from tuner.export.common import ExportContext, Exported, as_flags, gap, yaml_config
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
@@ -30,12 +27,8 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
     if "cache_implementation" in config:
         out.warnings.append(gap("cache_implementation", config["cache_implementation"], "SGLang",
                                 "SGLang always uses its radix KV cache"))
-    command = ["python", "-m", "sglang.launch_server"]
-    for key, value in options.items():
-        command += [f"--{key}"] if value is True else [f"--{key}", str(value)]
-    lines = header("SGLang", context, config) + [f"# {STATIC_BATCH_NOTE} (max-running-requests)."]
-    lines += [f"# WARNING {warning}" for warning in out.warnings]
-    lines += ["# run: python -m sglang.launch_server --config sglang.yaml", f"# same as: {shlex.join(command)}",
-              yaml.safe_dump(options, sort_keys=False).rstrip()]
-    out.files["sglang.yaml"] = "\n".join(lines) + "\n"
+    launch = ["python", "-m", "sglang.launch_server"]
+    out.files["sglang.yaml"] = yaml_config("SGLang", context, config, "max-running-requests", out.warnings,
+                                           [*launch, "--config", "sglang.yaml"], [*launch, *as_flags(options)],
+                                           options)
     return out

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
-import yaml
-
-from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap, header
+from tuner.export.common import ExportContext, Exported, gap, yaml_config
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
@@ -26,9 +23,6 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
                       ("compile", "the engine is compiled ahead of time, whatever this knob says")):
         if knob in config:
             out.warnings.append(gap(knob, config[knob], "TensorRT-LLM", why))
-    notes = [*header("TensorRT-LLM", context, config), f"# {STATIC_BATCH_NOTE} (max_batch_size).",
-             *[f"# WARNING {warning}" for warning in out.warnings]]
-    command = ["trtllm-serve", context.model, "--config", "trtllm.yaml"]
-    out.files["trtllm.yaml"] = "\n".join([*notes, f"# run: {shlex.join(command)}",
-                                          yaml.safe_dump(options, sort_keys=False).rstrip()]) + "\n"
+    out.files["trtllm.yaml"] = yaml_config("TensorRT-LLM", context, config, "max_batch_size", out.warnings,
+                                           ["trtllm-serve", context.model, "--config", "trtllm.yaml"], None, options)
     return out

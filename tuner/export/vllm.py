@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shlex
 from typing import Any
 
-import yaml
-
-from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap, header
+from tuner.export.common import ExportContext, Exported, as_flags, gap, yaml_config
 
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
@@ -35,13 +32,7 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
     cache = config.get("cache_implementation")
     if cache is not None:
         out.warnings.append(gap("cache_implementation", cache, "vLLM", "vLLM always uses its paged KV cache"))
-    command = ["vllm", "serve", context.model]
-    for key, value in options.items():
-        if key != "model":
-            command += [f"--{key}"] if value is True else [f"--{key}", str(value)]
-    lines = header("vLLM", context, config) + [f"# {STATIC_BATCH_NOTE} (max-num-seqs)."]
-    lines += [f"# WARNING {warning}" for warning in out.warnings]
-    lines += ["# run: vllm serve --config vllm.yaml", f"# same as: {shlex.join(command)}",
-              yaml.safe_dump(options, sort_keys=False).rstrip()]
-    out.files["vllm.yaml"] = "\n".join(lines) + "\n"
+    command = ["vllm", "serve", context.model, *as_flags(options, skip=("model",))]
+    out.files["vllm.yaml"] = yaml_config("vLLM", context, config, "max-num-seqs", out.warnings,
+                                         ["vllm", "serve", "--config", "vllm.yaml"], command, options)
     return out
