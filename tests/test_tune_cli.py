@@ -23,8 +23,10 @@ def _check_run(run_dir: Path, budget: int) -> dict:
     records = [json.loads(line) for line in (run_dir / "records.jsonl").read_text().splitlines()]
     assert summary["measurements"] == budget and summary["trials"] == len(records)
     best = summary["best"]
-    assert best is not None
     ranked = [r for r in records if r["status"] == "ok" and r["feasible"]]
+    if not ranked:  # e.g. every timing unstable on a loaded machine: then nothing may be called best
+        assert best is None
+        return summary
     assert best["objective"] == max(r["objective"] for r in ranked)  # really the best of its records
     assert best["config"] in [r["config"] for r in ranked]
     assert (run_dir / "pareto.png").stat().st_size > 10_000
@@ -42,7 +44,7 @@ def test_tune_replay(tmp_path, agent):
     assert lines[0].startswith(f"tuning smollm2-cpu-replay with {agent}: budget 10")
     assert any(line.startswith("[10/10] trial") for line in lines)
     assert "best deployable config" in result.stdout and "Pareto front" in result.stdout
-    _check_run(tmp_path / "r", 10)
+    assert _check_run(tmp_path / "r", 10)["best"] is not None  # a replayed landscape always has a best
     if agent == "ppo":
         assert (tmp_path / "r" / "policy.zip").is_file()
 

@@ -1,0 +1,1 @@
+"""The subcommands of ``infertune``, one module per area; ``tuner.cli`` wires them to the parser."""

@@ -1,0 +1,67 @@
+"""Helpers shared by the subcommands: runs folder, run names, the MLflow mirror, task files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tuner.errors import ConfigError, UserError
+
+if TYPE_CHECKING:
+    from tuner.task import TaskSpec
+    from tuner.tracking.mlflow_sink import MlflowSink
+
+
+def runs_folder(args: argparse.Namespace) -> Path:
+    """--runs-dir, else $INFERTUNE_RUNS_DIR, else ./runs."""
+    return Path(args.runs_dir or os.environ.get("INFERTUNE_RUNS_DIR", "runs"))
+
+
+def run_name(args: argparse.Namespace, kind: str, task_id: str) -> str:
+    """--run, else ``<kind>-<task>-<time>``."""
+    return args.run or f"{kind}-{task_id}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def mlflow_mirror(args: argparse.Namespace, task: TaskSpec, name: str, params: dict[str, Any]) -> MlflowSink | None:
+    """An MLflow mirror of this invocation (None with --no-mlflow); its failures only warn."""
+    if getattr(args, "no_mlflow", False):
+        return None
+    from tuner.measure.fingerprint import fingerprint, resolve_device
+    from tuner.tracking import resolve_tracking_uri
+    from tuner.tracking.mlflow_sink import MlflowSink
+
+    runs = runs_folder(args)
+    sink = MlflowSink(resolve_tracking_uri(args.tracking_uri, runs), task.id, artifact_root=runs / "mlartifacts")
+    tags = {"task_file": str(task.source.resolve()), "backend": task.backend}
+    if task.backend != "replay":
+        tags.update({f"fingerprint.{key}": value for key, value in fingerprint(resolve_device(task.device)).items()})
+    sink.start(name, {"task": task.id, "space": task.space.label, **params}, tags)
+    return sink
+
+
+def find_task_file(args: argparse.Namespace, task_id: str) -> Path:
+    """The task file in --envs-dir whose id is ``task_id``."""
+    from tuner.task import load_task
+
+    for path in sorted(Path(args.envs_dir).glob("*.yaml")):
+        try:
+            if load_task(path).id == task_id:
+                return path
+        except UserError:
+            continue
+    raise ConfigError("no task file with this id in the envs folder", source=args.envs_dir, field="task",
+                      value=task_id)
+
+
+def task_file_of(args: argparse.Namespace, run_dir: Path, task_id: str) -> Path:
+    """The task file a run used: from its summary.json, else the envs folder entry with that id."""
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        recorded = json.loads(summary_path.read_text()).get("task_file")
+        if recorded and Path(recorded).is_file():
+            return Path(recorded)
+    return find_task_file(args, task_id)

@@ -1,0 +1,80 @@
+"""``infertune measure``: measure configs given on the command line or in a JSON file."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tuner.commands.common import mlflow_mirror, run_name, runs_folder
+from tuner.errors import ConfigError
+from tuner.space import SearchSpace
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    """A config from a JSON file: an ``infertune export --to hf`` file or a plain {knob: value} object."""
+    from tuner.export.hf import KIND, config_from_export
+
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"cannot read a JSON config: {str(error).splitlines()[0]}", source=path) from None
+    if not isinstance(document, dict):
+        raise ConfigError("a config file holds a JSON object", source=path)
+    return config_from_export(document) if document.get("kind") == KIND else document
+
+
+def _sweep(task_space: SearchSpace, assignments: list[str]) -> list[dict[str, str]]:
+    """Expand ``--set knob=v1,v2`` pairs into the cartesian product of configs."""
+    choices: dict[str, list[str]] = {}
+    for assignment in assignments:
+        name, sep, values = assignment.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError("expected knob=value", source="--set", value=assignment)
+        if name.strip() not in task_space.names:
+            raise ConfigError(f"unknown knob; known: {', '.join(task_space.names)}", source="--set",
+                              field=name.strip(), value=assignment)
+        choices[name.strip()] = [value for value in values.split(",") if value.strip()] or [values]
+    names = list(choices)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*choices.values())]
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    """Measure one or more configs of a task and print them as a table (or JSON lines)."""
+    from tuner.evaluator import Evaluator
+    from tuner.report import failure_lines, records_table
+    from tuner.task import load_task
+
+    task = load_task(args.env)
+    base = _read_config_file(args.config) if args.config else {}
+    if args.config:
+        task.space.complete(base, source=args.config)  # one-line error for a knob or value the space lacks
+    configs = [task.space.complete({**base, **partial}, source="--set") for partial in _sweep(task.space, args.set)]
+    run_dir = runs_folder(args) / run_name(args, "measure", task.id)
+    records = []
+    tracker = mlflow_mirror(args, task, run_dir.name, {"agent": "measure", "configs": len(configs)})
+    with Evaluator(task, run_dir, use_cache=not args.no_cache, echo_worker=args.verbose) as evaluator:
+        for position, config in enumerate(configs, start=1):
+            shown = " ".join(f"{name}={value}" for name, value in config.items())
+            print(f"[{position}/{len(configs)}] measuring {shown}", file=sys.stderr, flush=True)
+            record = evaluator.evaluate(config)
+            records.append(record)
+            if tracker is not None:
+                tracker.log_record(record)
+            print(f"[{position}/{len(configs)}] {record.status}"
+                  f"{' (cached)' if record.cached else ''} in {record.duration_s:.1f} s", file=sys.stderr, flush=True)
+    if tracker is not None:
+        tracker.finish()
+    if args.json:
+        for record in records:
+            print(json.dumps(record.to_dict()))
+    else:
+        varying = [name for name in task.space.names if len({str(c[name]) for c in configs}) > 1] or task.space.names
+        print(records_table(records, varying))
+        for line in failure_lines(records):
+            print(line)
+        print(f"records: {evaluator.records_path}")
+    return 0 if all(record.status in ("ok", "unstable", "infeasible") for record in records) else 1
