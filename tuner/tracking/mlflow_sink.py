@@ -8,6 +8,7 @@ uploads what is missing later, without duplicates (trials are keyed by the ``inf
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -24,6 +25,8 @@ from mlflow.entities import Metric, Param  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from tuner.records import Record  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)  # the database set-up chatter is not the user's business
 
 PARENT_KIND, TRIAL_KIND = "invocation", "trial"
 SECRET_MARKERS = ("token", "secret", "password", "api_key", "apikey")
