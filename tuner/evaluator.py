@@ -46,7 +46,7 @@ class Evaluator:
             models = str(models_dir(self.run_dir.parent))
             self.worker = WorkerClient(env={"INFERTUNE_MODELS_DIR": models, **(worker_env or {})}, echo=echo_worker)
             self.fingerprint = fingerprint(resolve_device(task.device))
-        spec = task.worker_spec()
+        spec = self._worker_spec = task.worker_spec()  # built once: it carries every prompt
         self._key_base = {"task": task.id, "backend": task.backend, "model": task.model_identity,
                           "workload": spec.get("workload"), "accuracy": spec.get("accuracy"),
                           "fingerprint": self.fingerprint}
@@ -85,7 +85,7 @@ class Evaluator:
         elif self.use_cache and fault is None and (hit := self.cache.get(key)) is not None:
             return self._write(self._from_cache(hit, started))
         else:
-            payload = {"op": "measure", "task": self.task.worker_spec(), "config": full, "fault": fault}
+            payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault}
             reply = self.worker.request(payload, timeout_s=self.task.timeout_s)
             self.measurements += 1
         status = Status(reply["status"])

@@ -19,7 +19,7 @@ class BudgetExhausted(Exception):
 
 
 class TuningSession:
-    """Counts the budget, remembers what was proposed, tracks the best rankable record."""
+    """Counts the budget, keeps the records in order, tracks the best rankable record."""
 
     def __init__(self, evaluator: Evaluator, budget: int, *, max_proposals: int | None = None,
                  on_record: Callable[[TuningSession, Record], None] | None = None,

@@ -89,10 +89,14 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
         export_to(list(TARGETS), best.config, export_context(task, best, run_dir.parent, mlflow_id), run_dir / "export")
     if tracker is not None:
         if best is not None:
-            tracker.mark_deployable(best, [run_dir / "export", run_dir / "pareto.png", run_dir / "trials.csv",
-                                           run_dir / "summary.json"])
+            tracker.mark_deployable(best, deployable_artifacts(run_dir))
         tracker.finish(summary)
     return TuneResult(run_dir, summary, session.records, session.spent_after, front, best)
+
+
+def deployable_artifacts(run_dir: Path) -> list[Path]:
+    """What the best trial's MLflow run carries: exported files, Pareto plot, trial table, summary."""
+    return [run_dir / "export", run_dir / "pareto.png", run_dir / "trials.csv", run_dir / "summary.json"]
 
 
 def export_context(task: TaskSpec, record: Record, runs_dir: Path,

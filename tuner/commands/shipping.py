@@ -79,6 +79,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     """Upload a run's records to MLflow; what is there already is skipped, so it never duplicates."""
     from tuner.records import read_records
     from tuner.task import load_task
+    from tuner.tuning import deployable_artifacts
 
     run_dir = runs_folder(args) / args.run
     files = [run_dir / "records.jsonl", *sorted(run_dir.glob("*/records.jsonl"))]
@@ -99,8 +100,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if best is not None:
         record = next((r for r in records if r.trial == best["trial"] and r.run == run_dir.name), None)
         if record is not None:
-            tracker.mark_deployable(record, [run_dir / "export", run_dir / "pareto.png", run_dir / "trials.csv",
-                                             summary_path])
+            tracker.mark_deployable(record, deployable_artifacts(run_dir))
     tracker.finish(summary or None)
     added = len(tracker.trial_runs) - before
     print(f"synced {run_dir.name}: {added} trial runs added, {before} already in MLflow, "

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from tuner.commands.common import mlflow_mirror, run_name, runs_folder
 from tuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuner.task import TaskSpec
+
+
+def _budget(args: argparse.Namespace, task: TaskSpec) -> int:
+    """--budget, else the task's; a one-line error unless positive."""
+    budget = task.budget if args.budget is None else args.budget
+    if budget <= 0:
+        raise ConfigError("must be a positive number of measurements", field="--budget", value=budget)
+    return budget
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -15,9 +27,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from tuner.tuning import final_report, run_tune
 
     task = load_task(args.env)
-    budget = task.budget if args.budget is None else args.budget
-    if budget <= 0:
-        raise ConfigError("must be a positive number of measurements", field="--budget", value=budget)
+    budget = _budget(args, task)
     seed = task.seed if args.seed is None else args.seed
     run_dir = runs_folder(args) / run_name(args, f"tune-{args.agent}", task.id)
     agent = make_agent(args.agent, sampler=args.sampler, pareto=args.pareto, storage=args.storage,
@@ -42,9 +52,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for name in names:
         if name not in AGENT_NAMES:
             raise ConfigError(f"unknown agent; known: {', '.join(AGENT_NAMES)}", field="--agents", value=name)
-    budget = task.budget if args.budget is None else args.budget
-    if budget <= 0:
-        raise ConfigError("must be a positive number of measurements", field="--budget", value=budget)
+    budget = _budget(args, task)
     if args.seeds <= 0:
         raise ConfigError("must be a positive number of seeds", field="--seeds", value=args.seeds)
     out_dir = runs_folder(args) / run_name(args, "compare", task.id)
