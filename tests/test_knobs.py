@@ -109,14 +109,6 @@ def test_weight_only_without_torchao_is_infeasible():
     assert "needs torchao, which is not installed" in output
 
 
-@pytest.mark.parametrize(("shards", "status"), [(1, "ok"), (2, "infeasible"), (8, "infeasible")])
-def test_shard_count(tiny_evaluator, shards, status):
-    record = _measure(tiny_evaluator, shard_count=shards)
-    assert record.status in (MEASURED if status == "ok" else (status,))
-    if status == "infeasible":
-        assert "tensor parallelism" in record.error["message"]
-
-
 def test_weights_stay_loaded_between_configs(tiny_evaluator):
     _measure(tiny_evaluator, batch_size=2)
     again = _measure(tiny_evaluator, batch_size=4, attn_implementation="eager")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,3 +55,17 @@ def test_bfloat16_loses_a_little_accuracy(records):
 def test_weights_load_once_per_dtype(records):
     assert records["float32-8"]["info"]["loaded_weights"] is False
     assert records["bfloat16-8"]["info"]["loaded_weights"] is False
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="2 tensor-parallel ranks need 2 CPU cores")
+def test_two_shards_match_the_unsharded_model(tmp_path):
+    # SmolLM2 has 9 query / 3 KV heads: not divisible by 2, so the ranks hold KV groups 2 + 1.
+    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "measure",
+               str(ROOT / "envs" / "smollm2-cpu.yaml"), "--set", "shard_count=2", "--json", "--no-cache"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (record,) = [json.loads(line) for line in result.stdout.splitlines()]
+    assert record["status"] in ("ok", "unstable"), record["error"]
+    assert record["metrics"]["top1_agree"] >= 0.99 and record["metrics"]["kl"] < 1e-4
+    split = record["info"]["tensor_parallel"]
+    assert (split["q_heads"], split["kv_heads"], split["mlp_rows"]) == ([0, 6], [0, 2], [0, 768])

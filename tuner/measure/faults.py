@@ -37,6 +37,14 @@ def _allocate_until_failure() -> None:
         hoard.append(torch.ones(64 << 20, dtype=torch.float32))  # 256 MiB at a time, touched
 
 
+def split_rank_fault(fault: str | None) -> tuple[str | None, tuple[int, str] | None]:
+    """``rank1:signal`` targets tensor-parallel rank 1: (None, (1, "signal")); else (fault, None)."""
+    if fault and fault.startswith("rank") and ":" in fault:
+        rank, _, kind = fault.partition(":")
+        return None, (int(rank.removeprefix("rank")), kind)
+    return fault, None
+
+
 def inject(fault: str | None) -> None:
     """Trigger ``fault`` (no-op when None or faults are disabled)."""
     if not fault or not faults_enabled():

@@ -5,9 +5,8 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
+from tuner.measure.fingerprint import device_count
 from tuner.space import SearchSpace
-
-MAX_SHARDS_NOW = 1  # tensor parallelism is not run yet: every shard_count above 1 is infeasible
 
 
 def runnable_values(space: SearchSpace, device: str) -> dict[str, list[Any]]:
@@ -15,7 +14,7 @@ def runnable_values(space: SearchSpace, device: str) -> dict[str, list[Any]]:
     allowed: dict[str, list[Any]] = {}
     for knob in space.knobs:
         if knob.name == "shard_count":
-            allowed[knob.name] = [value for value in knob.choices if value <= MAX_SHARDS_NOW]
+            allowed[knob.name] = [value for value in knob.choices if value <= device_count(device)]
         elif knob.name == "quantization":
             has_torchao = importlib.util.find_spec("torchao") is not None
             allowed[knob.name] = [value for value in knob.choices if _quantization_runs(value, device, has_torchao)]

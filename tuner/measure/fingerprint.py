@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import shutil
 import subprocess
@@ -46,6 +47,29 @@ def _nvidia_gpu() -> tuple[str, str] | None:
 def cuda_usable() -> bool:
     """Whether an NVIDIA GPU is visible and the installed torch is not a CPU-only build."""
     return _nvidia_gpu() is not None and "+cpu" not in _version("torch")
+
+
+@functools.cache
+def _nvidia_gpu_count() -> int:
+    """GPUs nvidia-smi lists, limited by CUDA_VISIBLE_DEVICES the way CUDA limits them."""
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=20, check=True).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return len(listed)
+    return len([entry for entry in visible.split(",") if entry.strip()][:len(listed)])
+
+
+def device_count(device: str) -> int:
+    """How many devices a tensor-parallel model can span: GPUs for CUDA, usable cores for the CPU."""
+    if device == "cuda":
+        return _nvidia_gpu_count() if cuda_usable() else 0
+    return len(os.sched_getaffinity(0))
 
 
 def resolve_device(device: str) -> str:

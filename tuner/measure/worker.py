@@ -26,6 +26,8 @@ def classify(error: BaseException) -> tuple[Status, bool]:
 
     if isinstance(error, Infeasible):
         return Status.INFEASIBLE, False
+    if getattr(error, "rank_died", False):
+        return Status.CRASH, False  # the dead rank's group is discarded; this worker is intact
     text = str(error).lower()
     if isinstance(error, torch.OutOfMemoryError | MemoryError) or any(marker in text for marker in OOM_MARKERS):
         return Status.OOM, True  # allocator state after an OOM is not trusted: start clean
@@ -34,15 +36,18 @@ def classify(error: BaseException) -> tuple[Status, bool]:
 
 def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement and turn its outcome into a reply."""
-    from tuner.measure.faults import inject
+    from tuner.measure.faults import faults_enabled, inject, split_rank_fault
 
     try:
-        inject(request.get("fault"))
-        metrics, info = backend.measure(request["task"], request["config"])
+        fault, rank_fault = split_rank_fault(request.get("fault"))
+        inject(fault)
+        metrics, info = backend.measure(request["task"], request["config"],
+                                        rank_fault if faults_enabled() else None)
     except Exception as error:  # every failure becomes a structured reply, never a dead silence
         status, restart = classify(error)
         frames = traceback.format_exception(error)[-6:]
         lines = [line for frame in frames for line in frame.rstrip().splitlines()]
+        lines = list(getattr(error, "log_tail", [])) + lines  # a rank's own traceback first
         return {"status": status.value, "metrics": {}, "info": {},
                 "error": error_payload(type(error).__name__, str(error).strip() or repr(error), log_tail=lines),
                 "restart": restart}
@@ -59,17 +64,20 @@ def serve(reply_fd: int) -> None:
     backend = HFBackend()
     reply = os.fdopen(reply_fd, "wb", buffering=0)
     reply.write(encode({"event": "ready", "pid": os.getpid(), "torch": torch.__version__}))
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        request = decode(line)
-        if request.get("op") == "shutdown":
-            break
-        answer = handle_measure(backend, request)
-        answer["id"] = request.get("id")
-        reply.write(encode(answer))
-        if answer["restart"]:
-            break
+    try:
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            request = decode(line)
+            if request.get("op") == "shutdown":
+                break
+            answer = handle_measure(backend, request)
+            answer["id"] = request.get("id")
+            reply.write(encode(answer))
+            if answer["restart"]:
+                break
+    finally:
+        backend.close()
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from typing import Any
@@ -9,10 +10,12 @@ from typing import Any
 import torch
 
 from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequences, teacher_forced_logprobs
-from tuner.measure.backends.hf_models import DTYPES, load_model, load_tokenizer
+from tuner.measure.backends.hf_models import DTYPES, load_model, load_tokenizer, model_config
 from tuner.measure.backends.hf_timing import measure_generation
 from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.knobs import HF_KNOB_DEFAULTS
+from tuner.measure.backends.shard_group import ShardGroup
+from tuner.measure.backends.tensor_parallel import plan_shard
 
 
 def resolve_device(device: str) -> str:
@@ -22,6 +25,16 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise Infeasible("device cuda requested but torch sees no CUDA device")
     return device
+
+
+def check_shards(shards: int, device: str) -> None:
+    """Infeasible when there are fewer devices (GPUs, or CPU cores for the CPU) than shards."""
+    if device == "cuda":
+        available, unit = torch.cuda.device_count(), "GPUs"
+    else:
+        available, unit = len(os.sched_getaffinity(0)), "CPU cores"
+    if shards > available:
+        raise Infeasible(f"shard_count {shards} exceeds the {available} {unit} visible here")
 
 
 def check_dtype(dtype: str, device: str) -> None:
@@ -41,7 +54,8 @@ class HFBackend:
         self._models: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
         self._tokenizers: dict[str, Any] = {}
         self._references: dict[str, Reference] = {}
-        self._accuracy: dict[tuple, dict[str, float]] = {}
+        self._accuracy: dict[str, dict[str, float]] = {}
+        self._shards: ShardGroup | None = None
 
     def _tokenizer(self, model_spec: dict[str, Any]) -> Any:
         key = repr(sorted(model_spec.items()))
@@ -76,9 +90,13 @@ class HFBackend:
             self._references[key] = Reference(sequences, logprobs)
         return self._references[key]
 
+    @staticmethod
+    def _accuracy_key(task: dict[str, Any], config: dict[str, Any], device: str) -> str:
+        return repr((task["id"], sorted(task["model"].items()), device, config["dtype"], config["quantization"],
+                     config["attn_implementation"], config["shard_count"]))
+
     def _accuracy_of(self, task: dict[str, Any], config: dict[str, Any], device: str) -> dict[str, float]:
-        key = repr((task["id"], sorted(task["model"].items()), device, config["dtype"], config["quantization"],
-                    config["attn_implementation"]))
+        key = self._accuracy_key(task, config, device)
         if key not in self._accuracy:
             reference = self._reference(task, device)
             model, _, _ = self._model(task, config, device)
@@ -88,15 +106,62 @@ class HFBackend:
                                                                                tokenizer.pad_token_id, device))
         return self._accuracy[key]
 
-    def measure(self, task: dict[str, Any], config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Measure one config for real; returns (metrics, info). Raises Infeasible or the failure itself."""
+    def _group(self, world: int, device: str) -> ShardGroup:
+        """The live rank group for ``world`` shards (one group at a time: a new shard count replaces it)."""
+        if self._shards is not None and (self._shards.world != world or not self._shards.alive):
+            self._shards.close(force=not self._shards.alive)
+            self._shards = None
+        if self._shards is None:
+            self._shards = ShardGroup(world, device)
+        return self._shards
+
+    def _measure_sharded(self, task: dict[str, Any], config: dict[str, Any], device: str,
+                         rank_fault: tuple[int, str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tensor-parallel: the ranks time the sharded model and score it against the unsharded reference."""
+        world = config["shard_count"]
+        check_shards(world, device)
+        plan_shard(model_config(task["model"], len(self._tokenizer(task["model"]))), 0, world)
+        accuracy_start = time.perf_counter()
+        reference = self._reference(task, device)
+        key = self._accuracy_key(task, config, device)
+        request: dict[str, Any] = {"task": task, "config": config,
+                                   "sequences": None if key in self._accuracy else reference.sequences}
+        if rank_fault is not None:
+            request["fault_rank"], request["fault"] = rank_fault
+        reference_s = time.perf_counter() - accuracy_start
+        group = self._group(world, device)
+        try:
+            answer = group.measure(request)
+        except Exception:
+            self._shards = None  # the group closed itself: the next sharded config starts fresh ranks
+            raise
+        if answer["logprobs"] is not None:
+            self._accuracy[key] = agreement(reference, answer["logprobs"])
+        metrics, info = answer["metrics"], answer["info"]
+        metrics.update(self._accuracy[key])
+        metrics["task_accuracy"] = None
+        info.update({"device": device, "accuracy_s": reference_s})
+        return metrics, info
+
+    def close(self) -> None:
+        """Stop the rank processes of a tensor-parallel group, if any."""
+        if self._shards is not None:
+            self._shards.close()
+            self._shards = None
+
+    def measure(self, task: dict[str, Any], config: dict[str, Any],
+                rank_fault: tuple[int, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Measure one config for real; returns (metrics, info). Raises Infeasible or the failure itself.
+
+        ``rank_fault`` (tests only) injects a fault into one rank of a tensor-parallel group.
+        """
         config = {**HF_KNOB_DEFAULTS, **config}
-        if config["shard_count"] > 1:
-            raise Infeasible("shard_count > 1 needs tensor parallelism, which this backend does not run yet")
         if config["compile"] and config["cache_implementation"] != "static":
             raise Infeasible("compile needs cache_implementation static")
         device = resolve_device(task["device"])
         check_dtype(config["dtype"], device)
+        if config["shard_count"] > 1:
+            return self._measure_sharded(task, config, device, rank_fault)
 
         load_start = time.perf_counter()
         model, quantized_modules, loaded = self._model(task, config, device)

@@ -72,15 +72,28 @@ def load_tokenizer(model_spec: dict[str, Any]) -> Any:
     return tokenizer
 
 
-def _tiny_model(spec: dict[str, Any], vocab_size: int, seed: int) -> torch.nn.Module:
+def _tiny_config(spec: dict[str, Any], vocab_size: int) -> Any:
     from transformers import AutoConfig
 
     settings = {**TINY_DEFAULTS, **spec}
     architecture = settings.pop("architecture")
-    config = AutoConfig.for_model(architecture, vocab_size=vocab_size, pad_token_id=vocab_size - 3,
-                                  bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, **settings)
+    return AutoConfig.for_model(architecture, vocab_size=vocab_size, pad_token_id=vocab_size - 3,
+                                bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, **settings)
+
+
+def model_config(model_spec: dict[str, Any], vocab_size: int) -> Any:
+    """The model's architecture config (head counts, sizes) without loading its weights."""
+    if "tiny" in model_spec:
+        return _tiny_config(model_spec["tiny"], vocab_size)
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(weights_location(model_spec),
+                                      trust_remote_code=bool(model_spec.get("trust_remote_code")))
+
+
+def _tiny_model(spec: dict[str, Any], vocab_size: int, seed: int) -> torch.nn.Module:
     torch.manual_seed(seed)  # same seed, same random weights, whatever dtype comes next
-    return AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    return AutoModelForCausalLM.from_config(_tiny_config(spec, vocab_size), dtype=torch.float32)
 
 
 def quantize(model: torch.nn.Module, quantization: str, device: str) -> int:

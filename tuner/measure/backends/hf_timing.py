@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ from tuner.measure.timing import cv, percentile, repeats_agree
 
 def synchronize(device: str) -> None:
     """Wait for queued device work so a wall-clock reading covers it."""
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.synchronize()
 
 
@@ -47,13 +48,13 @@ def build_batches(tokenizer: Any, workload: dict[str, Any], batch_size: int, dev
     texts = render_prompts(tokenizer, workload["prompts"], workload["chat_template"])
     count = max(workload["num_requests"], batch_size)
     count = -(-count // batch_size) * batch_size  # whole batches: a static batch is always full
-    chosen = [texts[index % len(texts)] for index in range(count)]
     longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts)
     length = min(longest, workload["max_prompt_tokens"])
     # One padded length for every batch: comparable repeats and a single shape for compiled graphs.
-    encoded = tokenizer(chosen, return_tensors="pt", padding="max_length", truncation=True, max_length=length,
+    encoded = tokenizer(texts, return_tensors="pt", padding="max_length", truncation=True, max_length=length,
                         add_special_tokens=False)
-    return [{key: value[start:start + batch_size].to(device) for key, value in encoded.items()}
+    rows = torch.arange(count) % len(texts)  # tokenized once, repeated: huge batches stay cheap to build
+    return [{key: value[rows[start:start + batch_size]].to(device) for key, value in encoded.items()}
             for start in range(0, count, batch_size)]
 
 
@@ -67,7 +68,9 @@ def generation_config(config: dict[str, Any], new_tokens: int, tokenizer: Any, d
     if config["cache_implementation"] == "static":
         settings["cache_implementation"] = "static"
     if config["compile"]:
-        compile_config = CompileConfig(fullgraph=False, mode="reduce-overhead" if device == "cuda" else "default")
+        # CUDA: capture CUDA graphs too (small models are launch-overhead bound there).
+        mode = "reduce-overhead" if device.startswith("cuda") else "default"
+        compile_config = CompileConfig(fullgraph=False, mode=mode)
         # transformers compiles on its own only on CUDA-like devices; this private switch makes it real on CPU.
         compile_config._compile_all_devices = True
         settings["compile_config"] = compile_config
@@ -94,30 +97,46 @@ def timed_generate(model: Any, batch: dict[str, Any], config: GenerationConfig, 
     return TimedCall(end - start, (clock.first_token_at or end) - start), output
 
 
+def _unique_graphs() -> int:
+    """Graphs torch.compile has produced in this process so far (each new batch shape adds some)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
+
+
+def _alone(value: float) -> float:
+    return value
+
+
 def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], config: dict[str, Any],
-                       device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+                       device: str, consensus: Callable[[float], float] = _alone) -> tuple[dict[str, Any],
+                                                                                        dict[str, Any]]:
     """Warm up, then time repeats (whole passes over the workload) until three agree or the time cap.
 
-    Returns (metrics, info): the DESIGN §5 metrics and the code path that really ran.
+    ``consensus`` turns a local reading into the one every tensor-parallel rank uses (the slowest rank's),
+    so all ranks take the same decisions and call generate in lockstep. Returns (metrics, info): the
+    DESIGN §5 metrics and the code path that really ran.
     """
     batch_size = config["batch_size"]
     new_tokens = workload["new_tokens"]
     batches = build_batches(tokenizer, workload, batch_size, device)
     gen_config = generation_config(config, new_tokens, tokenizer, device)
-    if device == "cuda":
+    if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
 
+    graphs_before = _unique_graphs()
     warm_start = time.perf_counter()
     warm_call, output = timed_generate(model, batches[0], gen_config, device)
-    warmup_s = time.perf_counter() - warm_start
+    warmup_s = consensus(time.perf_counter() - warm_start)
+    graphs_compiled = _unique_graphs() - graphs_before  # > 0: this warmup paid for (re)compiling a shape
     generated = output.sequences.shape[1] - batches[0]["input_ids"].shape[1]
     if generated != new_tokens:
         raise RuntimeError(f"generate produced {generated} tokens, expected exactly {new_tokens}")
 
     # Calibrate: a repeat loops the workload until it lasts min_repeat_s, so fast configs are not timer noise.
     calibration_start = time.perf_counter()
-    calibration = sum(timed_generate(model, batch, gen_config, device)[0].e2e_s for batch in batches)
+    calibration = consensus(sum(timed_generate(model, batch, gen_config, device)[0].e2e_s for batch in batches))
     calibration_s = time.perf_counter() - calibration_start
     loops = max(1, math.ceil(workload["min_repeat_s"] / max(calibration, 1e-9)))
 
@@ -127,8 +146,8 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     while len(pass_times) < workload["max_repeats"]:
         repeat_calls = [timed_generate(model, batch, gen_config, device)[0] for _ in range(loops) for batch in batches]
         calls.extend(repeat_calls)
-        pass_times.append(sum(call.e2e_s for call in repeat_calls))
-        if repeats_agree(pass_times) or time.perf_counter() > deadline:
+        pass_times.append(consensus(sum(call.e2e_s for call in repeat_calls)))
+        if repeats_agree(pass_times) or consensus(float(time.perf_counter() > deadline)):
             break
 
     stable = repeats_agree(pass_times)
@@ -141,7 +160,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
         "latency_p50_s": percentile(e2e, 0.50),
         "latency_p95_s": percentile(e2e, 0.95),
         "tokens_per_s": tokens / sum(e2e),
-        "peak_mem_mb": (torch.cuda.max_memory_allocated() / 2**20) if device == "cuda" else peak_rss_mb(),
+        "peak_mem_mb": (torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else peak_rss_mb(),
         "warmup_s": warmup_s,
         "repeats": len(pass_times),
         "cv": cv(pass_times[-3:]),
@@ -154,6 +173,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
         "cache_class": type(getattr(output, "cache", None) or output.past_key_values).__name__,
         "attn_implementation": model.config._attn_implementation,
         "compiled": getattr(model, "_compiled_call", None) is not None and config["compile"],
+        "graphs_compiled_in_warmup": graphs_compiled,
         "inference_s": warmup_s + calibration_s + sum(e2e),
     }
     return metrics, info
