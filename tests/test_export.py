@@ -105,3 +105,10 @@ def test_export_best_and_hf_round_trip(tmp_path):
 def test_export_user_errors(tmp_path, args, fragment):
     result = infertune("export", *args, runs=tmp_path)
     assert result.returncode == 2 and fragment in result.stderr and "Traceback" not in result.stderr
+
+
+def test_attention_heads_known_for_local_models(tiny_task, replay_task, tmp_path):
+    from tuner.tuning import attention_heads
+
+    assert attention_heads(tiny_task, tmp_path) == 4
+    assert attention_heads(replay_task, tmp_path) is None  # a recording names no checkpoint

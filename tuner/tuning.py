@@ -104,7 +104,23 @@ def export_context(task: TaskSpec, record: Record, runs_dir: Path,
     """What an exported file says about where its config came from."""
     model, note = serving_model(task, runs_dir)
     return ExportContext(task=task.id, model=model, metrics=record.metrics, run=record.run, trial=record.trial,
-                         mlflow_run_id=mlflow_run_id, model_note=note)
+                         mlflow_run_id=mlflow_run_id, model_note=note, attention_heads=attention_heads(task, runs_dir))
+
+
+def attention_heads(task: TaskSpec, runs_dir: Path) -> int | None:
+    """The model's attention head count where it is known without a download (serving stacks split by it)."""
+    from tuner.measure.backends.knobs import TINY_DEFAULTS, converted_gguf_folder
+
+    model = task.model
+    if task.backend == "replay":
+        return None
+    if "tiny" in model:
+        return int({**TINY_DEFAULTS, **model["tiny"]}["num_attention_heads"])
+    folder = converted_gguf_folder(Path(model["gguf"]), runs_dir) if "gguf" in model else Path(model.get("path", ""))
+    config = folder / "config.json"
+    if "hf_id" in model or not config.is_file():
+        return None
+    return json.loads(config.read_text()).get("num_attention_heads")
 
 
 def serving_model(task: TaskSpec, runs_dir: Path) -> tuple[str, str]:

@@ -23,6 +23,7 @@ class ExportContext:
     trial: int | None = None
     mlflow_run_id: str | None = None
     model_note: str = ""
+    attention_heads: int | None = None  # known: warn when a shard count does not divide it
 
 
 @dataclass
@@ -53,6 +54,17 @@ def header(stack: str, context: ExportContext, config: dict[str, Any], comment: 
 def gap(knob: str, value: Any, stack: str, why: str) -> str:
     """The sentence written (and warned) for a knob the stack cannot express."""
     return f"{knob}={value}: no {stack} equivalent ({why}); not applied"
+
+
+def shard_gaps(stack: str, config: dict[str, Any], context: ExportContext) -> list[str]:
+    """A warning when the stack's tensor parallelism cannot split this model's heads the way infertune did."""
+    shards, heads = config.get("shard_count", 1), context.attention_heads
+    if shards <= 1 or heads is None or heads % shards == 0:
+        return []
+    accepted = [count for count in (1, 2, 4, 8) if heads % count == 0]
+    return [f"shard_count={shards}: {stack} needs the model's {heads} attention heads divisible by the "
+            f"tensor-parallel size and will refuse {shards}; infertune measured an uneven head-group split that "
+            f"only it runs (sizes {stack} accepts here: {', '.join(map(str, accepted))})"]
 
 
 def as_flags(options: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tuner.export.common import ExportContext, Exported, header
+from tuner.export.common import ExportContext, Exported, header, shard_gaps
 
 KIND = "infertune.hf-export"
 
@@ -13,6 +13,7 @@ KIND = "infertune.hf-export"
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
     """hf.json: kwargs for transformers 5 plus the exact infertune config they came from."""
     quantization = config.get("quantization", "none")
+    warnings = shard_gaps("transformers (tp_plan)", config, context)
     document = {
         "kind": KIND,
         "comment": [line.lstrip("# ") for line in header("transformers", context, config)],
@@ -29,8 +30,9 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
         "batch_size": config.get("batch_size", 1),
         "tensor_parallel_size": config.get("shard_count", 1),
         "infertune_config": config,
+        **({"warnings": warnings} if warnings else {}),
     }
-    return Exported(files={"hf.json": json.dumps(document, indent=2) + "\n"})
+    return Exported(files={"hf.json": json.dumps(document, indent=2) + "\n"}, warnings=warnings)
 
 
 def config_from_export(document: dict[str, Any]) -> dict[str, Any]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.export.common import ExportContext, Exported, as_flags, gap, yaml_config
+from tuner.export.common import ExportContext, Exported, as_flags, gap, shard_gaps, yaml_config
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
     """sglang.yaml for one config."""
-    out = Exported()
+    out = Exported(warnings=shard_gaps("SGLang", config, context))
     options: dict[str, Any] = {"model-path": context.model,
                                "tp-size": config.get("shard_count", 1),
                                "dtype": config.get("dtype", "float32"),

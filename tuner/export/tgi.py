@@ -5,14 +5,14 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap, header
+from tuner.export.common import STATIC_BATCH_NOTE, ExportContext, Exported, gap, header, shard_gaps
 
 QUANTIZE = {"int8-weight-only": "eetq"}  # TGI's int8 weight-only kernel
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
     """tgi.sh: the launcher's environment variables, the same settings as flags, and the launch."""
-    out = Exported()
+    out = Exported(warnings=shard_gaps("TGI", config, context))
     arguments: dict[str, Any] = {"model-id": context.model, "num-shard": config.get("shard_count", 1),
                                  "max-concurrent-requests": config.get("batch_size", 1),
                                  "max-batch-size": config.get("batch_size", 1)}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.export.common import ExportContext, Exported, gap, yaml_config
+from tuner.export.common import ExportContext, Exported, gap, shard_gaps, yaml_config
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
     """trtllm.yaml for one config (trtllm-serve rejects unknown keys, so only existing ones are written)."""
-    out = Exported()
+    out = Exported(warnings=shard_gaps("TensorRT-LLM", config, context))
     options: dict[str, Any] = {"tensor_parallel_size": config.get("shard_count", 1),
                                "dtype": config.get("dtype", "float32"),
                                "max_batch_size": config.get("batch_size", 1),

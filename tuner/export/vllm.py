@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuner.export.common import ExportContext, Exported, as_flags, gap, yaml_config
+from tuner.export.common import ExportContext, Exported, as_flags, gap, shard_gaps, yaml_config
 
 DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
     """vllm.yaml for one config."""
-    out = Exported()
+    out = Exported(warnings=shard_gaps("vLLM", config, context))
     options: dict[str, Any] = {"model": context.model,
                                "tensor-parallel-size": config.get("shard_count", 1),
                                "dtype": DTYPES[config.get("dtype", "float32")],

@@ -11,11 +11,9 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from tuner.measure.backends.infeasible import Infeasible
-from tuner.measure.backends.knobs import converted_gguf_folder
+from tuner.measure.backends.knobs import TINY_DEFAULTS, converted_gguf_folder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-TINY_DEFAULTS = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512}
 
 
 def _byte_tokenizer() -> PreTrainedTokenizerFast:

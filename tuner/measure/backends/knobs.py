@@ -5,6 +5,8 @@ from pathlib import Path
 
 HF_KNOB_DEFAULTS = {"batch_size": 1, "dtype": "float32", "quantization": "none", "attn_implementation": "sdpa",
                     "cache_implementation": "dynamic", "compile": False, "shard_count": 1}
+TINY_DEFAULTS = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                 "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512}
 
 
 def models_dir(runs_dir: Path | None = None) -> Path:
