@@ -72,14 +72,18 @@ def test_optuna_reports_failures_as_constraint_violations(tmp_path, replay_task)
     assert any(not record.feasible for record in session.records)
 
 
-def test_optuna_joins_an_existing_study(tmp_path, replay_task):
+def test_optuna_joins_an_existing_study_whose_budget_is_shared(tmp_path, replay_task):
     storage = f"sqlite:///{tmp_path / 'shared.db'}"
-    for worker in range(2):
-        evaluator, session = _session(replay_task, tmp_path / f"w{worker}", budget=4, cache_dir=tmp_path / f"c{worker}")
+    measured = []
+    for worker, budget in enumerate((4, 8, 8)):  # a shared study's budget counts every worker's trials
+        evaluator, session = _session(replay_task, tmp_path / f"w{worker}", budget=budget,
+                                      cache_dir=tmp_path / f"c{worker}")
         make_agent("optuna", storage=storage, study_name="team").search(session, seed=worker)
         evaluator.close()
+        measured.append(len(session.records))
     study = optuna.load_study(study_name="team", storage=storage)
-    assert len(study.trials) >= 8
+    assert measured == [4, 4, 0] and len(study.trials) == 8
+    assert {trial.user_attrs["run"] for trial in study.trials} == {"w0", "w1"}
 
 
 def test_optuna_pareto_mode(tmp_path, replay_task):

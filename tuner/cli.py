@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = commands.add_parser("tune", help="search for the best config with one agent and one budget")
     tune.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
-    tune.add_argument("--agent", default="optuna", help="ppo, optuna (default) or random")
+    tune.add_argument("--agent", help="ppo, optuna (default) or random")
     tune.add_argument("--budget", type=int, help="measurements to spend (cached results are free; default: the task's)")
     tune.add_argument("--seed", type=int, help="random seed (default: the task's)")
     tune.add_argument("--sampler", help="optuna sampler: tpe (default), gp, nsga2, cmaes, random")
@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--policy", help="ppo: start from a saved policy (.zip)")
     tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")
     tune.add_argument("--no-cache", action="store_true", help="measure every config anew (a cache for this run only)")
+    tune.add_argument("--resume", metavar="RUN", help="continue an interrupted run (its folder name under runs/): "
+                      "nothing finished is measured again; agent, seed and study come from the run")
+    tune.add_argument("--cache-dir", help="measurement cache folder (default: runs/cache); workers on several "
+                      "machines share one by pointing at the same folder")
     tune.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
     tune.set_defaults(handler=cmd_tune)
 
@@ -110,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"infertune: error: {error}", file=sys.stderr)
         return UserError.exit_code
     except KeyboardInterrupt:
-        print("infertune: interrupted; every finished measurement is in records.jsonl", file=sys.stderr)
+        run = getattr(args, "active_run", None)
+        again = f"; resume with: infertune tune {args.env} --resume {run}" if run else ""
+        print(f"infertune: interrupted; every finished measurement is in records.jsonl{again}", file=sys.stderr)
         return 130
 
 

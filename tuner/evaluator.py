@@ -12,6 +12,7 @@ from typing import Any
 from tuner.measure.backends.knobs import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MeasurementCache, cache_key
+from tuner.measure.faults import after_record
 from tuner.measure.feasibility import runnable_values
 from tuner.measure.fingerprint import fingerprint, resolve_device
 from tuner.measure.launcher import WorkerClient
@@ -73,8 +74,12 @@ class Evaluator:
         """Cache key: task, model identity, workload, accuracy, config, fingerprint."""
         return cache_key({**self._key_base, "config": dict(config)})
 
-    def evaluate(self, config: Mapping[str, Any], *, fault: str | None = None) -> Record:
-        """Measure one config (or fetch it from the cache) and append its record; raises ConfigError on bad input."""
+    def evaluate(self, config: Mapping[str, Any], *, fault: str | None = None,
+                 tags: dict[str, Any] | None = None) -> Record:
+        """Measure one config (or fetch it from the cache) and append its record; raises ConfigError on bad input.
+
+        ``tags`` land in the record's ``info`` (e.g. the Optuna study and trial a distributed worker ran).
+        """
         full = self.task.space.complete(config)
         started, clock = _now(), time.perf_counter()
         key = self.key(full)
@@ -83,7 +88,9 @@ class Evaluator:
             reply = {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {},
                      "error": error_payload("ConstraintViolated", f"violates: {'; '.join(violated)}")}
         elif self.use_cache and fault is None and (hit := self.cache.get(key)) is not None:
-            return self._write(self._from_cache(hit, started))
+            cached = self._from_cache(hit, started)
+            cached.info = {**cached.info, **(tags or {})}
+            return self._write(cached)
         else:
             payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault}
             reply = self.worker.request(payload, timeout_s=self.task.timeout_s)
@@ -97,6 +104,7 @@ class Evaluator:
                         duration_s=time.perf_counter() - clock, info=reply.get("info", {}))
         if status.deterministic and not violated and fault is None:
             self.cache.put(key, record.to_dict())
+        record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config
         return self._write(record)
 
     def _from_cache(self, stored: dict[str, Any], started: str) -> Record:
@@ -109,4 +117,5 @@ class Evaluator:
     def _write(self, record: Record) -> Record:
         append_record(self.records_path, record)
         self.trial += 1
+        after_record(self.trial)
         return record

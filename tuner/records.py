@@ -46,13 +46,24 @@ class Record:
 
 
 def append_record(path: Path, record: Record) -> None:
-    """Append one record and push it to disk before returning, so a kill loses nothing already measured."""
+    """Append one record and push it to disk before returning, so a kill loses nothing already measured.
+
+    A torn last line (a kill or a full disk mid-write) is closed first, so it cannot swallow this record.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
-    with open(path, "a") as out:
-        out.write(line)
+    with open(path, "ab") as out:
+        if out.tell() > 0 and not _ends_with_newline(path):
+            line = "\n" + line
+        out.write(line.encode())
         out.flush()
         os.fsync(out.fileno())
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as existing:
+        existing.seek(-1, os.SEEK_END)
+        return existing.read(1) == b"\n"
 
 
 def read_records(path: Path) -> list[Record]:

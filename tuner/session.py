@@ -11,6 +11,7 @@ from typing import Any
 
 from tuner.errors import UserError
 from tuner.evaluator import Evaluator
+from tuner.journal import Journal, spent_budget
 from tuner.records import Record
 
 
@@ -23,7 +24,8 @@ class TuningSession:
 
     def __init__(self, evaluator: Evaluator, budget: int, *, max_proposals: int | None = None,
                  on_record: Callable[[TuningSession, Record], None] | None = None,
-                 on_training: Callable[[dict[str, float], int], None] | None = None):
+                 on_training: Callable[[dict[str, float], int], None] | None = None,
+                 journal: Journal | None = None):
         if budget <= 0:
             raise UserError("must be a positive number of measurements", field="--budget", value=budget)
         self.evaluator = evaluator
@@ -35,30 +37,50 @@ class TuningSession:
         self.spent_after: list[int] = []  # budget spent once each record was in (cached ones spend nothing)
         self.best: Record | None = None
         self.allowed = evaluator.runnable_values()
+        self.journal = journal or Journal([])
         self._start = evaluator.measurements
+        self._replayed_spent = 0  # budget the resumed records cost when they were first measured
+        self.last_replayed = False  # the latest record came from the interrupted attempt
 
     @property
     def spent(self) -> int:
-        """Measurements paid for so far."""
-        return self.evaluator.measurements - self._start
+        """Measurements paid for so far (a resumed run's earlier ones included)."""
+        return self.evaluator.measurements - self._start + self._replayed_spent
 
     @property
     def exhausted(self) -> bool:
         """No measurement may start any more."""
         return self.spent >= self.budget or len(self.records) >= self.max_proposals
 
-    def evaluate(self, config: Mapping[str, Any]) -> Record:
-        """Measure one config through the shared evaluator; BudgetExhausted once the budget is spent."""
+    def evaluate(self, config: Mapping[str, Any], tags: dict[str, Any] | None = None) -> Record:
+        """Measure one config through the shared evaluator; BudgetExhausted once the budget is spent.
+
+        In a resumed run, a config the interrupted attempt already measured comes back from its record.
+        """
         if self.exhausted:
             raise BudgetExhausted(f"budget of {self.budget} measurements spent")
-        record = self.evaluator.evaluate(config)
+        replayed_before = self.journal.replayed
+        record = self.journal.take(self.evaluator.task.space.complete(config))
+        if record is None:
+            record = self.evaluator.evaluate(config, tags=tags)
+        else:
+            self._replayed_spent += spent_budget(record)
+        self._admit(record, replayed=self.journal.replayed > replayed_before)
+        return record
+
+    def adopt(self, record: Record) -> None:
+        """Count a record of the interrupted attempt that the agent itself knows is finished (resume)."""
+        self._replayed_spent += spent_budget(record)
+        self._admit(record, replayed=True)
+
+    def _admit(self, record: Record, replayed: bool) -> None:
+        self.last_replayed = replayed
         self.records.append(record)
         self.spent_after.append(self.spent)
         if rankable(record) and (self.best is None or record.objective > self.best.objective):
             self.best = record
         if self.on_record is not None:
             self.on_record(self, record)
-        return record
 
     def report_training(self, metrics: dict[str, float], step: int) -> None:
         """Forward an agent's own training metrics (e.g. PPO losses) to whoever tracks the run."""

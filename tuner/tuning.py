@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -13,12 +14,15 @@ from typing import Any, Protocol, TextIO
 from tuner.agents import Agent
 from tuner.evaluator import Evaluator
 from tuner.export import TARGETS, ExportContext, export_to
+from tuner.journal import Journal
 from tuner.pareto import pareto_front
 from tuner.plots import pareto_plot
 from tuner.records import Record
 from tuner.report import config_text, pareto_table, trial_line
 from tuner.session import TuningSession
 from tuner.task import TaskSpec
+
+RUN_SETTINGS = "run.json"  # what --resume needs to restart the same search
 
 
 class Tracker(Protocol):
@@ -53,18 +57,27 @@ def _record_brief(record: Record) -> dict[str, Any]:
 
 
 def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: Path, cache_dir: Path | None = None,
-             out: TextIO | None = sys.stdout, plot: bool = True, tracker: Tracker | None = None) -> TuneResult:
-    """Run ``agent`` on ``task`` for ``budget`` measurements and write the run's files."""
+             out: TextIO | None = sys.stdout, plot: bool = True, tracker: Tracker | None = None,
+             journal: Journal | None = None, settings: dict[str, Any] | None = None) -> TuneResult:
+    """Run ``agent`` on ``task`` for ``budget`` measurements and write the run's files.
+
+    ``journal`` holds an interrupted attempt's records (resume); ``settings`` are saved to run.json first,
+    so that ``--resume`` can restart the same agent with the same seed.
+    """
     started = time.time()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomically(run_dir / RUN_SETTINGS, json.dumps(settings or {**agent.describe(), "task": task.id,
+                                                                       "budget": budget, "seed": seed}, indent=2))
 
     def progress(session: TuningSession, record: Record) -> None:
         if tracker is not None:
             tracker.log_record(record)
         if out is not None:
-            print(trial_line(session.spent, session.budget, record, session.best), file=out, flush=True)
+            resumed = " [from the interrupted run]" if session.last_replayed else ""
+            print(trial_line(session.spent, session.budget, record, session.best) + resumed, file=out, flush=True)
 
     with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir) as evaluator:
-        session = TuningSession(evaluator, budget, on_record=progress,
+        session = TuningSession(evaluator, budget, on_record=progress, journal=journal,
                                 on_training=tracker.log_training if tracker is not None else None)
         agent.search(session, seed)
     front = pareto_front(session.records)
@@ -73,13 +86,13 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
         "run": run_dir.name, "task": task.id, "task_file": str(task.source.resolve()),
         "space": task.space.label, "agent": agent.describe(), "seed": seed,
         "budget": budget, "measurements": session.spent, "trials": len(session.records),
+        "resumed_records": session.journal.replayed,
         "best": _record_brief(best) if best else None,
         "pareto": [_record_brief(record) for record in front],
         "records": str(run_dir / "records.jsonl"), "fingerprint": session.evaluator.fingerprint,
         "duration_s": time.time() - started,
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    _write_atomically(run_dir / "summary.json", json.dumps(summary, indent=2))
     write_trials_csv(session.records, run_dir / "trials.csv")
     if plot:
         pareto_plot(session.records, front, run_dir / "pareto.png",
@@ -92,6 +105,12 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
             tracker.mark_deployable(best, deployable_artifacts(run_dir))
         tracker.finish(summary)
     return TuneResult(run_dir, summary, session.records, session.spent_after, front, best)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text)
+    os.replace(staging, path)
 
 
 def deployable_artifacts(run_dir: Path) -> list[Path]:

@@ -8,12 +8,16 @@ FAIL: samplers ignore failed trials and would propose the same region again.
 
 from __future__ import annotations
 
+import time
+import warnings
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, IntDistribution
+from optuna.trial import TrialState
 
 from tuner.agents.base import Agent
+from tuner.agents.optuna_storage import Heartbeat, ask_seed, fail_and_retry, heartbeat_storage, study_room
 from tuner.errors import UserError
 from tuner.records import Record
 from tuner.session import TuningSession
@@ -86,11 +90,13 @@ class OptunaAgent(Agent):
     name = "optuna"
 
     def __init__(self, sampler: str = "tpe", pareto: bool = False, storage: str | None = None,
-                 study_name: str | None = None):
+                 study_name: str | None = None, poll_s: float = 2.0):
         self.sampler_name = sampler
         self.pareto = pareto
         self.storage = storage
         self.study_name = study_name
+        self.shared = storage is not None and study_name is not None  # other workers may join this study
+        self.poll_s = poll_s
         if sampler not in SAMPLERS:
             raise UserError(f"unknown sampler; known: {', '.join(SAMPLERS)}", field="--sampler", value=sampler)
 
@@ -103,33 +109,81 @@ class OptunaAgent(Agent):
         """Create (or join) the study in the configured storage; SQLite under runs/ by default."""
         runs_dir = session.evaluator.run_dir.parent
         runs_dir.mkdir(parents=True, exist_ok=True)
-        storage = self.storage or f"sqlite:///{(runs_dir / 'optuna.db').resolve()}"
+        url = self.storage or f"sqlite:///{(runs_dir / 'optuna.db').resolve()}"
         self.study_name = self.study_name or session.evaluator.run_dir.name
         directions = [direction for _, direction, _ in PARETO_METRICS] if self.pareto else ["maximize"]
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # Heartbeats are recorded by our own thread around each measurement (ask/tell has none of its own).
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         try:
-            return optuna.create_study(storage=storage, study_name=self.study_name, directions=directions,
-                                       sampler=make_sampler(self.sampler_name, seed, session.budget, self.pareto),
+            return optuna.create_study(storage=heartbeat_storage(url), study_name=self.study_name,
+                                       directions=directions, sampler=self._sampler(seed, session.budget),
                                        load_if_exists=True)
         except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise UserError(f"cannot open the study: {first_line}", field="--storage", value=storage) from None
+            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage", value=url) from None
+        except Exception as error:  # the database driver's own errors (unreachable server, bad credentials)
+            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage", value=url) from None
+
+    def _sampler(self, seed: int, budget: int) -> optuna.samplers.BaseSampler:
+        return make_sampler(self.sampler_name, seed, budget, self.pareto)
+
+    def _resume(self, study: optuna.Study, session: TuningSession) -> None:
+        """Take back this run's finished trials; fail its trials left running by a killed process (retried once)."""
+        run = session.evaluator.run_dir.name
+        for trial in study.get_trials(deepcopy=False):
+            if trial.user_attrs.get("run") != run:
+                continue
+            if trial.state == TrialState.COMPLETE and "record_trial" in trial.user_attrs:
+                record = session.journal.take_trial(trial.user_attrs["record_trial"])
+                if record is not None:
+                    session.adopt(record)
+            elif trial.state == TrialState.RUNNING:
+                fail_and_retry(study, trial)  # this run's process is gone: nobody else will finish it
+
+    def _may_ask(self, study: optuna.Study, budget: int) -> bool | None:
+        """True: ask now; False: the study's budget is spent; None: wait for other workers' running trials."""
+        optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and queued again, once
+        finished, running, waiting = study_room(study, budget)
+        if finished >= budget:
+            return False
+        if finished + running < budget or waiting:
+            return True
+        return None
 
     def search(self, session: TuningSession, seed: int) -> None:
         """Ask a config, measure it, tell the score (or the metrics in Pareto mode) and its feasibility."""
         encoding = SpaceEncoding(session.evaluator.task.space, session.allowed)
         distributions = encoding.distributions()
         study = self.study(session, seed)
+        self._resume(study, session)
         while not session.exhausted:
+            allowed = self._may_ask(study, session.budget) if self.shared else True
+            if allowed is False:
+                return
+            if allowed is None:
+                time.sleep(self.poll_s)
+                continue
+            # A fresh sampler seeded by the study's history: a resumed run asks exactly what it would have.
+            study.sampler = self._sampler(ask_seed(seed, study), session.budget)
             trial = study.ask(distributions)
-            record = session.evaluate(encoding.config(trial.params))
-            trial.set_constraint("feasible", violation(record))
-            for key, value in (("status", record.status), ("cached", record.cached), ("record_trial", record.trial),
-                               ("run", record.run)):
-                trial.set_user_attr(key, value)
-            if self.pareto:
-                values = [record.metrics.get(metric, failed) if record.status in ("ok", "unstable") else failed
-                          for metric, _, failed in PARETO_METRICS]
-                study.tell(trial, values)
-            else:
-                study.tell(trial, record.objective)
+            trial.set_user_attr("run", session.evaluator.run_dir.name)
+            with Heartbeat(study._storage, trial._trial_id):
+                record = session.evaluate(encoding.config(trial.params),
+                                          tags={"optuna_study": self.study_name, "optuna_trial": trial.number})
+            self._tell(study, trial, record)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, record: Record) -> None:
+        trial.set_constraint("feasible", violation(record))
+        for key, value in (("status", record.status), ("cached", record.cached), ("record_trial", record.trial),
+                           ("run", record.run)):
+            trial.set_user_attr(key, value)
+        if self.pareto:
+            values = [record.metrics.get(metric, failed) if record.status in ("ok", "unstable") else failed
+                      for metric, _, failed in PARETO_METRICS]
+            study.tell(trial, values)
+        else:
+            study.tell(trial, record.objective)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tuner.commands.common import mlflow_mirror, run_name, runs_folder
 from tuner.errors import ConfigError
+from tuner.tuning import RUN_SETTINGS
 
 if TYPE_CHECKING:
     from tuner.task import TaskSpec
@@ -20,23 +24,68 @@ def _budget(args: argparse.Namespace, task: TaskSpec) -> int:
     return budget
 
 
+RESUMED_SETTINGS = ("agent", "seed", "sampler", "pareto", "storage", "study", "policy")
+
+
+def _resumed(args: argparse.Namespace, task: TaskSpec) -> dict[str, Any]:
+    """The interrupted run's settings (run.json); a flag that contradicts one is a one-line error."""
+    run_dir = runs_folder(args) / args.resume
+    saved_path = run_dir / RUN_SETTINGS
+    if not saved_path.is_file():
+        raise ConfigError(f"no {RUN_SETTINGS} in {run_dir}: not a run started by infertune tune", field="--resume",
+                          value=args.resume)
+    saved = json.loads(saved_path.read_text())
+    if saved.get("task") != task.id:
+        raise ConfigError(f"the run tuned task {saved.get('task')!r}, not this one", field="--resume",
+                          value=args.resume)
+    for name in RESUMED_SETTINGS:
+        given = getattr(args, name, None)
+        if given not in (None, False) and given != saved.get(name):
+            raise ConfigError(f"the run was started with {saved.get(name)!r}; a resumed run keeps it",
+                              field=f"--{name}", value=given)
+    return saved
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     """Tune a task with one agent and print the trials, the best config and the Pareto front."""
     from tuner.agents import make_agent
+    from tuner.journal import Journal
+    from tuner.records import read_records
     from tuner.task import load_task
     from tuner.tuning import final_report, run_tune
 
     task = load_task(args.env)
+    settings = {name: getattr(args, name, None) for name in RESUMED_SETTINGS}
+    settings["agent"] = settings["agent"] or "optuna"
+    journal = None
+    if args.resume:
+        saved = _resumed(args, task)
+        settings = {name: saved.get(name) for name in RESUMED_SETTINGS}
+        args.budget = args.budget if args.budget is not None else saved.get("budget")
+        args.no_cache = args.no_cache or saved.get("no_cache", False)
+        args.cache_dir = args.cache_dir or saved.get("cache_dir")
+        run_dir = runs_folder(args) / args.resume
+        journal = Journal(read_records(run_dir / "records.jsonl"))
+    else:
+        run_dir = runs_folder(args) / run_name(args, f"tune-{settings['agent']}", task.id)
+        if args.storage and args.study and not args.run:
+            run_dir = run_dir.with_name(f"{run_dir.name}-{os.getpid()}")  # workers started together stay apart
     budget = _budget(args, task)
-    seed = task.seed if args.seed is None else args.seed
-    run_dir = runs_folder(args) / run_name(args, f"tune-{args.agent}", task.id)
-    agent = make_agent(args.agent, sampler=args.sampler, pareto=args.pareto, storage=args.storage,
-                       study_name=args.study, policy=args.policy)
-    print(f"tuning {task.id} with {args.agent}: budget {budget} measurements, seed {seed}, run {run_dir.name}",
-          flush=True)
-    cache_dir = run_dir / "cache" if args.no_cache or task.backend == "replay" else None
+    seed = task.seed if settings["seed"] is None else settings["seed"]
+    agent = make_agent(settings["agent"], sampler=settings["sampler"], pareto=settings["pareto"],
+                       storage=settings["storage"], study_name=settings["study"], policy=settings["policy"])
+    args.active_run, args.env = run_dir.name, str(args.env)
+    verb = f"resuming {run_dir.name} ({len(journal)} records taken)" if journal else f"run {run_dir.name}"
+    print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements, seed {seed}, {verb}", flush=True)
+    cache_dir = Path(args.cache_dir) if args.cache_dir else None
+    if cache_dir is None and (args.no_cache or task.backend == "replay"):
+        cache_dir = run_dir / "cache"
+    run_settings = {**settings, "seed": seed, "task": task.id, "task_file": str(task.source.resolve()),
+                    "budget": budget, "no_cache": bool(args.no_cache),
+                    "cache_dir": str(cache_dir.resolve()) if cache_dir else None}
     tracker = mlflow_mirror(args, task, run_dir.name, {**agent.describe(), "budget": budget, "seed": seed})
-    result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=cache_dir, tracker=tracker)
+    result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=cache_dir, tracker=tracker,
+                      journal=journal, settings=run_settings)
     print(final_report(result, task))
     return 0
 

@@ -13,6 +13,8 @@ import time
 
 FAULTS = ("raise", "signal", "oom", "hang")
 ENABLE_VARIABLE = "INFERTUNE_ENABLE_FAULTS"
+KILL_AFTER_VARIABLE = "INFERTUNE_KILL_AFTER_RECORDS"  # the tuner SIGKILLs itself once it wrote this many
+REPLAY_DELAY_VARIABLE = "INFERTUNE_REPLAY_DELAY_S"  # a replayed measurement takes this long (kill it mid-trial)
 
 
 class InjectedError(RuntimeError):
@@ -60,3 +62,15 @@ def inject(fault: str | None) -> None:
         while True:
             time.sleep(3600)
     raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
+
+
+def after_record(written: int) -> None:
+    """Die by SIGKILL, as ``kill -9`` would, once ``written`` records are on disk (when asked to)."""
+    if faults_enabled() and os.environ.get(KILL_AFTER_VARIABLE) == str(written):
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker sees its stdin close and exits by itself
+
+
+def replay_delay() -> None:
+    """Sleep as long as a replayed measurement is asked to take (distributed tests kill a worker mid-trial)."""
+    if faults_enabled():
+        time.sleep(float(os.environ.get(REPLAY_DELAY_VARIABLE, "0")))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import ConfigError
+from tuner.measure.faults import replay_delay
 from tuner.measure.protocol import error_payload
 from tuner.measure.status import Status
 from tuner.space import SearchSpace
@@ -74,6 +75,7 @@ class ReplayMeasurer:
 
     def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """The recorded outcome of ``payload['config']``."""
+        replay_delay()
         record = self._table.get(config_key(payload["config"]))
         if record is None:
             return {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {"replay": True},

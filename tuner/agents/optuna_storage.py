@@ -1,0 +1,95 @@
+"""The Optuna study's storage for many workers: heartbeats, a dead worker's trial retried once, a shared budget.
+
+Every trial a worker runs sends a heartbeat; a trial whose heartbeat stops (its worker was killed) is failed
+by the next worker that looks (``fail_stale_trials``) and re-queued once as a WAITING trial with the same
+params (``RetryHeartbeatStaleTrialCallback(max_retry=1)``), which the next ``ask`` picks up. A study's
+budget is its number of finished trials, however many workers share it (Optuna's MaxTrialsCallback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from types import TracebackType
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+HEARTBEAT_INTERVAL_S = 5
+GRACE_PERIOD_S = 20  # four missed heartbeats: a busy database is not a dead worker
+MAX_RETRY = 1
+
+
+def heartbeat_storage(url: str, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S,
+                      grace_period_s: int = GRACE_PERIOD_S) -> RDBStorage:
+    """An RDB storage (SQLite or PostgreSQL URL) with heartbeats and one retry of a stale trial."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return RDBStorage(url, heartbeat_interval=heartbeat_interval_s, grace_period=grace_period_s,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+                          engine_kwargs={"pool_pre_ping": True})
+
+
+class Heartbeat:
+    """Context manager: records the trial's heartbeat every interval until the measurement ends."""
+
+    def __init__(self, storage: RDBStorage, trial_id: int):
+        self.storage, self.trial_id = storage, trial_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"heartbeat-{trial_id}")
+
+    def _beat(self) -> None:
+        interval = self.storage.get_heartbeat_interval() or HEARTBEAT_INTERVAL_S
+        while True:
+            # a database hiccup must not kill the measurement; the next beat retries
+            with contextlib.suppress(Exception):
+                self.storage.record_heartbeat(self.trial_id)
+            if self._stop.wait(interval):
+                return
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Fail a trial known to be dead (its run is being resumed) and queue its one retry, as a stale one is."""
+    storage = study._storage
+    try:
+        if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            return
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return  # another worker already failed it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial._trial_id))
+
+
+def retried_from(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The number of the dead trial this one retries, if it is a retry."""
+    return trial.system_attrs.get("failed_trial")
+
+
+def ask_seed(seed: int, study: optuna.Study) -> int:
+    """The sampler seed for the next ask: fixed by the study's history, so a resumed run asks what it would have.
+
+    Failed trials do not count: a trial killed with its worker is retried with the same params, and the
+    asks after it then see the same history as in a run that was never interrupted.
+    """
+    alive = sum(trial.state != TrialState.FAIL for trial in study.get_trials(deepcopy=False))
+    return (seed * 1_000_003 + alive) % 2**32
+
+
+def study_room(study: optuna.Study, budget: int) -> tuple[int, int, int]:
+    """(finished, running, waiting) trials: a worker may ask while finished + running < budget or one waits."""
+    counts = {TrialState.COMPLETE: 0, TrialState.RUNNING: 0, TrialState.WAITING: 0}
+    for trial in study.get_trials(deepcopy=False, states=tuple(counts)):
+        counts[trial.state] += 1
+    return counts[TrialState.COMPLETE], counts[TrialState.RUNNING], counts[TrialState.WAITING]
