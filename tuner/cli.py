@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--pareto", action="store_true", help="optuna: multi-objective (tokens/s, top1, memory)")
     tune.add_argument("--storage", help="optuna storage URL (default: sqlite under runs/)")
     tune.add_argument("--study", help="optuna study name to create or join (default: the run name)")
+    tune.add_argument("--heartbeat", type=int, metavar="SECONDS", help="optuna: heartbeat interval of a running "
+                      "trial (default 5); a trial silent for 4 intervals is failed and retried once")
     tune.add_argument("--policy", help="ppo: start from a saved policy (.zip)")
     tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")
     tune.add_argument("--no-cache", action="store_true", help="measure every config anew (a cache for this run only)")

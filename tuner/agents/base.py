@@ -36,8 +36,8 @@ def make_agent(name: str, **options: Any) -> Agent:
     if name == "optuna":
         from tuner.agents.optuna_search import OptunaAgent
 
-        return OptunaAgent(**{key: value for key, value in options.items()
-                              if key in ("sampler", "pareto", "storage", "study_name") and value is not None})
+        known = ("sampler", "pareto", "storage", "study_name", "heartbeat_s")
+        return OptunaAgent(**{key: value for key, value in options.items() if key in known and value is not None})
     if name == "ppo":
         from tuner.agents.ppo_search import PPOAgent
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+import zlib
 from typing import Any
 
 import optuna
@@ -17,7 +18,16 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, IntD
 from optuna.trial import TrialState
 
 from tuner.agents.base import Agent
-from tuner.agents.optuna_storage import Heartbeat, ask_seed, fail_and_retry, heartbeat_storage, study_room
+from tuner.agents.optuna_storage import (
+    GRACE_HEARTBEATS,
+    HEARTBEAT_INTERVAL_S,
+    Heartbeat,
+    ask_lock,
+    ask_seed,
+    fail_and_retry,
+    heartbeat_storage,
+    study_room,
+)
 from tuner.errors import UserError
 from tuner.records import Record
 from tuner.session import TuningSession
@@ -90,13 +100,15 @@ class OptunaAgent(Agent):
     name = "optuna"
 
     def __init__(self, sampler: str = "tpe", pareto: bool = False, storage: str | None = None,
-                 study_name: str | None = None, poll_s: float = 2.0):
+                 study_name: str | None = None, poll_s: float = 2.0, heartbeat_s: int = HEARTBEAT_INTERVAL_S):
         self.sampler_name = sampler
         self.pareto = pareto
         self.storage = storage
         self.study_name = study_name
         self.shared = storage is not None and study_name is not None  # other workers may join this study
         self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        self._rdb: optuna.storages.RDBStorage | None = None  # the database itself (the study wraps it in a cache)
         if sampler not in SAMPLERS:
             raise UserError(f"unknown sampler; known: {', '.join(SAMPLERS)}", field="--sampler", value=sampler)
 
@@ -115,8 +127,10 @@ class OptunaAgent(Agent):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         # Heartbeats are recorded by our own thread around each measurement (ask/tell has none of its own).
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
         try:
-            return optuna.create_study(storage=heartbeat_storage(url), study_name=self.study_name,
+            storage = self._rdb = heartbeat_storage(url, self.heartbeat_s, GRACE_HEARTBEATS * self.heartbeat_s)
+            return optuna.create_study(storage=storage, study_name=self.study_name,
                                        directions=directions, sampler=self._sampler(seed, session.budget),
                                        load_if_exists=True)
         except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
@@ -157,20 +171,46 @@ class OptunaAgent(Agent):
         study = self.study(session, seed)
         self._resume(study, session)
         while not session.exhausted:
-            allowed = self._may_ask(study, session.budget) if self.shared else True
-            if allowed is False:
+            trial = self._ask(study, session, seed, distributions)
+            if trial is False:
                 return
-            if allowed is None:
+            if trial is None:
                 time.sleep(self.poll_s)
                 continue
-            # A fresh sampler seeded by the study's history: a resumed run asks exactly what it would have.
-            study.sampler = self._sampler(ask_seed(seed, study), session.budget)
-            trial = study.ask(distributions)
             trial.set_user_attr("run", session.evaluator.run_dir.name)
-            with Heartbeat(study._storage, trial._trial_id):
+            with Heartbeat(self._rdb, trial._trial_id):
+                if self.shared:
+                    self._wait_for_twins(study, trial)
                 record = session.evaluate(encoding.config(trial.params),
                                           tags={"optuna_study": self.study_name, "optuna_trial": trial.number})
             self._tell(study, trial, record)
+
+    def _ask(self, study: optuna.Study, session: TuningSession, seed: int,
+             distributions: dict[str, BaseDistribution]) -> optuna.Trial | bool | None:
+        """A new trial; False when the (shared) budget is spent; None to wait for other workers' trials."""
+        # A fresh sampler seeded by the study's history: a resumed run asks exactly what it would have.
+        worker = zlib.crc32(session.evaluator.run_dir.name.encode()) if self.shared else 0  # workers differ
+        if not self.shared:
+            study.sampler = self._sampler((ask_seed(seed, study) + worker) % 2**32, session.budget)
+            return study.ask(distributions)
+        with ask_lock(self._rdb, study.study_name):  # check the budget and take a trial atomically
+            allowed = self._may_ask(study, session.budget)
+            if allowed is not True:
+                return allowed
+            study.sampler = self._sampler((ask_seed(seed, study) + worker) % 2**32, session.budget)
+            return study.ask(distributions)
+
+    def _wait_for_twins(self, study: optuna.Study, trial: optuna.Trial) -> None:
+        """Wait while an older trial measures these very params: its result then comes from the shared cache.
+
+        Only older trials are waited for, so two workers never wait for each other.
+        """
+        while True:
+            optuna.storages.fail_stale_trials(study)
+            running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            if not any(other.number < trial.number and other.params == trial.params for other in running):
+                return
+            time.sleep(self.poll_s)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, record: Record) -> None:
         trial.set_constraint("feasible", violation(record))

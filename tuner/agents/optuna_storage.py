@@ -9,8 +9,11 @@ budget is its number of finished trials, however many workers share it (Optuna's
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import threading
 import warnings
+import zlib
+from collections.abc import Iterator
 from types import TracebackType
 
 import optuna
@@ -18,7 +21,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 HEARTBEAT_INTERVAL_S = 5
-GRACE_PERIOD_S = 20  # four missed heartbeats: a busy database is not a dead worker
+GRACE_HEARTBEATS = 4  # a trial is stale after four missed heartbeats: a busy database is not a dead worker
+GRACE_PERIOD_S = GRACE_HEARTBEATS * HEARTBEAT_INTERVAL_S
 MAX_RETRY = 1
 
 
@@ -85,6 +89,35 @@ def ask_seed(seed: int, study: optuna.Study) -> int:
     """
     alive = sum(trial.state != TrialState.FAIL for trial in study.get_trials(deepcopy=False))
     return (seed * 1_000_003 + alive) % 2**32
+
+
+@contextlib.contextmanager
+def ask_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
+    """Hold the study's lock across machines while a worker checks the budget and asks, so none overshoots it.
+
+    PostgreSQL: a session advisory lock; SQLite: a lock file beside the database; other databases: none.
+    """
+    engine = storage.engine
+    key = zlib.crc32(study_name.encode()) & 0x7FFFFFFF
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy import text
+
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                connection.commit()
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        with open(f"{engine.url.database}.{key}.lock", "w") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
+    else:
+        yield
 
 
 def study_room(study: optuna.Study, budget: int) -> tuple[int, int, int]:

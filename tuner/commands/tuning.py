@@ -70,10 +70,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
         run_dir = runs_folder(args) / run_name(args, f"tune-{settings['agent']}", task.id)
         if args.storage and args.study and not args.run:
             run_dir = run_dir.with_name(f"{run_dir.name}-{os.getpid()}")  # workers started together stay apart
+    if args.heartbeat is not None and args.heartbeat <= 0:
+        raise ConfigError("must be a positive number of seconds", field="--heartbeat", value=args.heartbeat)
     budget = _budget(args, task)
     seed = task.seed if settings["seed"] is None else settings["seed"]
     agent = make_agent(settings["agent"], sampler=settings["sampler"], pareto=settings["pareto"],
-                       storage=settings["storage"], study_name=settings["study"], policy=settings["policy"])
+                       storage=settings["storage"], study_name=settings["study"], policy=settings["policy"],
+                       heartbeat_s=args.heartbeat)
     args.active_run, args.env = run_dir.name, str(args.env)
     verb = f"resuming {run_dir.name} ({len(journal)} records taken)" if journal else f"run {run_dir.name}"
     print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements, seed {seed}, {verb}", flush=True)
