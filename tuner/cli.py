@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import NoReturn
 
@@ -11,6 +12,9 @@ from tuner.commands.measuring import cmd_measure
 from tuner.commands.shipping import cmd_export, cmd_sync, cmd_ui
 from tuner.commands.tuning import cmd_compare, cmd_tune
 from tuner.errors import UserError
+from tuner.session import EveryConfigFails
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,6 +119,17 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"infertune: error: {error}", file=sys.stderr)
         return UserError.exit_code
+    except EveryConfigFails as error:
+        print(f"infertune: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if error.errno not in NO_SPACE:
+            raise
+        run = getattr(args, "active_run", None)
+        again = f"; free space, then: infertune tune {args.env} --resume {run}" if run else ""
+        print(f"infertune: error: no space left writing {error.filename or 'a run file'} ({error.strerror}); "
+              f"every record written before is intact{again}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         run = getattr(args, "active_run", None)
         again = f"; resume with: infertune tune {args.env} --resume {run}" if run else ""

@@ -52,12 +52,19 @@ def append_record(path: Path, record: Record) -> None:
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
-    with open(path, "ab") as out:
-        if out.tell() > 0 and not _ends_with_newline(path):
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        if os.fstat(descriptor).st_size > 0 and not _ends_with_newline(path):
             line = "\n" + line
-        out.write(line.encode())
-        out.flush()
-        os.fsync(out.fileno())
+        data = line.encode()
+        while data:  # unbuffered: a short write (a full disk) raises here, naming the file
+            data = data[os.write(descriptor, data):]
+        os.fsync(descriptor)
+    except OSError as error:  # the lines before this one stay valid
+        error.filename = error.filename or str(path)
+        raise
+    finally:
+        os.close(descriptor)
 
 
 def _ends_with_newline(path: Path) -> bool:

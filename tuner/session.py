@@ -14,9 +14,16 @@ from tuner.evaluator import Evaluator
 from tuner.journal import Journal, spent_budget
 from tuner.records import Record
 
+FAILURES = ("error", "crash", "oom", "timeout")
+FAILING_FROM_THE_START = 3  # this many failures before any success: something is broken, not the configs
+
 
 class BudgetExhausted(Exception):
     """Raised when an agent asks for a measurement after the budget is spent."""
+
+
+class EveryConfigFails(RuntimeError):
+    """The first configs all failed: stop instead of burning the budget; the message quotes the first error."""
 
 
 class TuningSession:
@@ -76,11 +83,21 @@ class TuningSession:
     def _admit(self, record: Record, replayed: bool) -> None:
         self.last_replayed = replayed
         self.records.append(record)
+        self._check_failing(record)
         self.spent_after.append(self.spent)
         if rankable(record) and (self.best is None or record.objective > self.best.objective):
             self.best = record
         if self.on_record is not None:
             self.on_record(self, record)
+
+    def _check_failing(self, record: Record) -> None:
+        measured = [item for item in self.records if item.status != "infeasible"]
+        if record.status in FAILURES and len(measured) >= FAILING_FROM_THE_START and all(
+                item.status in FAILURES for item in measured):
+            first = measured[0].error or {}
+            raise EveryConfigFails(
+                f"stopped: the first {len(measured)} measured configs all failed ({self.spent} of {self.budget} "
+                f"measurements spent); first error: {first.get('type')}: {first.get('message')}")
 
     def report_training(self, metrics: dict[str, float], step: int) -> None:
         """Forward an agent's own training metrics (e.g. PPO losses) to whoever tracks the run."""

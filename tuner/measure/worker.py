@@ -39,7 +39,9 @@ def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
     from tuner.measure.faults import faults_enabled, inject, split_rank_fault
 
     try:
-        fault, rank_fault = split_rank_fault(request.get("fault"))
+        # INFERTUNE_FAULT (tests): the same fault on every request, e.g. to make every config fail
+        fault, rank_fault = split_rank_fault(request.get("fault") or (os.environ.get("INFERTUNE_FAULT")
+                                                                      if faults_enabled() else None))
         inject(fault)
         metrics, info = backend.measure(request["task"], request["config"],
                                         rank_fault if faults_enabled() else None)
