@@ -1,0 +1,73 @@
+"""Every user error in README's table: one line naming the file or flag, field and value; exit 2; no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPLAY, ROOT, TINY
+
+SPACE = ROOT / "search_spaces" / "hf-transformers.yaml"
+
+
+def _file(tmp: Path, name: str, text: str) -> str:
+    (tmp / name).write_text(text.replace("SPACE", str(SPACE)))
+    return str(tmp / name)
+
+
+# (what is wrong, the arguments that show it, the one line the user gets, after "infertune: error: ")
+CASES = [
+    ("malformed YAML", lambda tmp: ["measure", _file(tmp, "bad.yaml", "id: x\nmodel: {tiny: {}\n")],
+     "bad.yaml: line 3: malformed YAML: expected ',' or '}', but got '<stream end>'"),
+    ("unknown key in a task file", lambda tmp: ["measure", _file(
+        tmp, "unk.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: SPACE\nworkload: {prompts: [hi]}\nturbo: 1\n")],
+     "unk.yaml: turbo: unknown key; known: accuracy, backend, budget"),
+    ("value out of range in a task file", lambda tmp: ["measure", _file(
+        tmp, "range.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: SPACE\nworkload: {prompts: [hi], "
+        "new_tokens: -4}\n")], "range.yaml: workload.new_tokens: must be an integer >= 2 (got -4)"),
+    ("unknown knob", lambda tmp: ["measure", str(TINY), "--set", "turbo=1"],
+     "--set: turbo: unknown knob; known: batch_size, dtype"),
+    ("knob value out of range", lambda tmp: ["measure", str(TINY), "--set", "batch_size=3"],
+     "--set: batch_size: value not allowed; choices: 1, 2, 4, 8, 16, 32, 64 (got '3')"),
+    ("missing model", lambda tmp: ["measure", _file(
+        tmp, "nomodel.yaml", "id: x\nmodel: {gguf: missing.gguf}\nsearch_space: SPACE\nworkload: {prompts: [hi]}\n")],
+     "nomodel.yaml: model.gguf: GGUF file not found (got 'missing.gguf')"),
+    ("missing task file", lambda tmp: ["measure", str(tmp / "absent.yaml")], "absent.yaml: file not found"),
+    ("unknown search space", lambda tmp: ["spaces", "show", "nope"],
+     "search_space: search space not found (got 'nope')"),
+    ("bad storage URL", lambda tmp: ["tune", str(REPLAY), "--storage", "foo://x", "--study", "s"],
+     "--storage: cannot open the study: Can't load plugin: sqlalchemy.dialects:foo (got 'foo://x')"),
+    ("unknown agent", lambda tmp: ["tune", str(REPLAY), "--agent", "genetic"],
+     "--agent: unknown agent; known: random, optuna, ppo (got 'genetic')"),
+    ("unknown sampler", lambda tmp: ["tune", str(REPLAY), "--sampler", "annealing"],
+     "--sampler: unknown sampler; known: tpe, gp, nsga2, cmaes, random (got 'annealing')"),
+    ("budget of 0", lambda tmp: ["tune", str(REPLAY), "--budget", "0"],
+     "--budget: must be a positive number of measurements (got 0)"),
+    ("negative budget", lambda tmp: ["compare", str(REPLAY), "--budget", "-3"],
+     "--budget: must be a positive number of measurements (got -3)"),
+    ("resume of an unknown run", lambda tmp: ["tune", str(REPLAY), "--resume", "nope"],
+     "--resume: no run.json in"),
+    ("unknown export target", lambda tmp: ["export", "--best", str(REPLAY), "--to", "lmdeploy"],
+     "--to: unknown export target; known: vllm, sglang, tgi, trtllm, hf, all (got 'lmdeploy')"),
+]
+
+
+@pytest.mark.parametrize(("what", "make_args", "message"), CASES, ids=[case[0] for case in CASES])
+def test_user_error_is_one_line_exit_2(tmp_path, what, make_args, message):
+    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path / "runs"), *make_args(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert lines[0].startswith(f"infertune: error: {message}") or message in lines[0], lines[0]
+
+
+def test_readme_lists_every_user_error():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Errors"):]
+    for what, _, message in CASES:
+        assert f"| {what} |" in table, what
+        assert message.split(" (got")[0].replace("|", "\\|") in table, message
