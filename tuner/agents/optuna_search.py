@@ -30,6 +30,7 @@ from tuner.agents.optuna_storage import (
 )
 from tuner.errors import UserError
 from tuner.records import Record
+from tuner.redact import redact_url
 from tuner.session import TuningSession
 from tuner.space import SearchSpace
 
@@ -115,7 +116,7 @@ class OptunaAgent(Agent):
     def describe(self) -> dict[str, Any]:
         """Sampler, mode, storage and study."""
         return {"agent": self.name, "sampler": self.sampler_name, "pareto": self.pareto,
-                "storage": self.storage, "study": self.study_name}
+                "storage": redact_url(self.storage), "study": self.study_name}
 
     def study(self, session: TuningSession, seed: int) -> optuna.Study:
         """Create (or join) the study in the configured storage; SQLite under runs/ by default."""
@@ -134,9 +135,11 @@ class OptunaAgent(Agent):
                                        directions=directions, sampler=self._sampler(seed, session.budget),
                                        load_if_exists=True)
         except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
-            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage", value=url) from None
+            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage",
+                            value=redact_url(url)) from None
         except Exception as error:  # the database driver's own errors (unreachable server, bad credentials)
-            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage", value=url) from None
+            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage",
+                            value=redact_url(url)) from None
 
     def _sampler(self, seed: int, budget: int) -> optuna.samplers.BaseSampler:
         return make_sampler(self.sampler_name, seed, budget, self.pareto)

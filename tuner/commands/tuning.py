@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.commands.common import mlflow_mirror, run_name, runs_folder
 from tuner.errors import ConfigError
+from tuner.redact import MASK, redact_url, same_url
 from tuner.tuning import RUN_SETTINGS
 
 if TYPE_CHECKING:
@@ -40,9 +41,14 @@ def _resumed(args: argparse.Namespace, task: TaskSpec) -> dict[str, Any]:
                           value=args.resume)
     for name in RESUMED_SETTINGS:
         given = getattr(args, name, None)
-        if given not in (None, False) and given != saved.get(name):
+        if given not in (None, False) and not same_url(given, saved.get(name)):
             raise ConfigError(f"the run was started with {saved.get(name)!r}; a resumed run keeps it",
-                              field=f"--{name}", value=given)
+                              field=f"--{name}", value=redact_url(given) if name == "storage" else given)
+    if saved.get("storage") and MASK in saved["storage"]:
+        if not args.storage:  # run.json never holds a password: the user gives the URL again
+            raise ConfigError("the run's storage URL has a password, which run.json does not keep; pass it again",
+                              field="--storage", value=saved["storage"])
+        saved["storage"] = args.storage
     return saved
 
 
@@ -83,7 +89,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     if cache_dir is None and (args.no_cache or task.backend == "replay"):
         cache_dir = run_dir / "cache"
-    run_settings = {**settings, "seed": seed, "task": task.id, "task_file": str(task.source.resolve()),
+    run_settings = {**settings, "storage": redact_url(settings["storage"]), "seed": seed, "task": task.id,
+                    "task_file": str(task.source.resolve()),
                     "budget": budget, "no_cache": bool(args.no_cache),
                     "cache_dir": str(cache_dir.resolve()) if cache_dir else None}
     tracker = mlflow_mirror(args, task, run_dir.name, {**agent.describe(), "budget": budget, "seed": seed})

@@ -1,0 +1,96 @@
+"""Security: safe YAML only, remote code only when asked, local-only servers, no secrets in anything written."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.conftest import REPLAY, ROOT, TINY
+from tuner.cli import build_parser
+from tuner.redact import redact_url
+from tuner.task import load_task
+
+SECRET = "hf_SECRETtoken0123456789"
+POSTGRES = os.environ.get("INFERTUNE_TEST_POSTGRES_URL")
+
+
+def _infertune(runs: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), *args], capture_output=True,
+                          text=True, cwd=ROOT, timeout=600, env={**os.environ, **(env or {})})
+
+
+def _files_containing(folder: Path, needle: str) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file() and needle.encode() in path.read_bytes()]
+
+
+def _mlflow_text(runs: Path) -> str:
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    return "".join(repr(run.data.params) + repr(run.data.tags) for run in client.search_runs(experiments))
+
+
+def test_only_safe_yaml_loading_in_the_package():
+    sources = "\n".join(path.read_text() for path in (ROOT / "tuner").rglob("*.py"))
+    assert "yaml.safe_load" in sources
+    assert not re.search(r"yaml\.(load|unsafe_load|full_load)\(|Loader=", sources)
+
+
+def test_a_python_object_tag_is_refused_not_run(tmp_path):
+    marker = tmp_path / "pwned"
+    task = tmp_path / "evil.yaml"
+    task.write_text(f"id: !!python/object/apply:os.system ['touch {marker}']\nmodel: {{tiny: {{}}}}\n")
+    result = _infertune(tmp_path / "runs", "measure", str(task))
+    assert result.returncode == 2 and "malformed YAML" in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+
+def test_remote_code_only_when_the_task_says_so(tmp_path):
+    sources = "\n".join(path.read_text() for path in (ROOT / "tuner").rglob("*.py"))
+    assert "trust_remote_code=True" not in sources
+    assert "trust_remote_code" not in load_task(TINY).model  # absent means False at every from_pretrained
+    task = tmp_path / "remote.yaml"
+    task.write_text((ROOT / "envs" / "tiny-cpu.yaml").read_text().replace(
+        "model:\n", "model:\n  trust_remote_code: yes please\n").replace("search_space: hf-transformers",
+                                                                         f"search_space: {ROOT}/search_spaces/"
+                                                                         "hf-transformers.yaml"))
+    result = _infertune(tmp_path / "runs", "measure", str(task))
+    assert result.returncode == 2 and "model.trust_remote_code: must be true or false" in result.stderr
+
+
+def test_the_ui_binds_localhost_unless_told():
+    assert build_parser().parse_args(["ui"]).host == "127.0.0.1"
+
+
+def test_no_token_in_records_mlflow_or_exports(tmp_path):
+    runs = tmp_path / "runs"
+    result = _infertune(runs, "tune", str(TINY), "--agent", "random", "--budget", "2", "--run", "t",
+                        env={"HF_TOKEN": SECRET, "HUGGING_FACE_HUB_TOKEN": SECRET})
+    assert result.returncode == 0, result.stderr[-2000:]
+    exported = _infertune(runs, "export", "t", "--to", "all", "--out", str(runs / "exported"),
+                          env={"HF_TOKEN": SECRET})
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    assert (runs / "t" / "records.jsonl").is_file() and list((runs / "exported").iterdir())
+    assert _files_containing(runs, SECRET) == []
+    assert SECRET not in _mlflow_text(runs) + result.stdout + result.stderr
+
+
+@pytest.mark.skipif(not POSTGRES, reason="INFERTUNE_TEST_POSTGRES_URL not set (bash .ci/postgres)")
+def test_no_database_password_in_anything_written(tmp_path):
+    runs = tmp_path / "runs"
+    password = POSTGRES.split("//", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    result = _infertune(runs, "tune", str(REPLAY), "--agent", "optuna", "--budget", "3", "--storage", POSTGRES,
+                        "--study", f"secret-{os.getpid()}", "--run", "db")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert _files_containing(runs, f":{password}@") == []
+    assert f":{password}@" not in _mlflow_text(runs) + result.stdout
+    assert redact_url(POSTGRES) in (runs / "db" / "run.json").read_text()
+    again = _infertune(runs, "tune", str(REPLAY), "--resume", "db")
+    assert again.returncode == 2 and "pass it again" in again.stderr
+    resumed = _infertune(runs, "tune", str(REPLAY), "--resume", "db", "--storage", POSTGRES)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
