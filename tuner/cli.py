@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--heartbeat", type=int, metavar="SECONDS", help="optuna: heartbeat interval of a running "
                       "trial (default 5); a trial silent for 4 intervals is failed and retried once")
     tune.add_argument("--policy", help="ppo: start from a saved policy (.zip)")
+    tune.add_argument("--envs", type=int, metavar="N", help="ppo: N environments in parallel (SubprocVecEnv, one "
+                      "per GPU; on a CPU they share its cores and disturb each other's timings)")
     tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")
     tune.add_argument("--no-cache", action="store_true", help="measure every config anew (a cache for this run only)")
     tune.add_argument("--resume", metavar="RUN", help="continue an interrupted run (its folder name under runs/): "

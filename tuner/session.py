@@ -46,7 +46,7 @@ class TuningSession:
         self.allowed = evaluator.runnable_values()
         self.journal = journal or Journal([])
         self._start = evaluator.measurements
-        self._replayed_spent = 0  # budget the resumed records cost when they were first measured
+        self._replayed_spent = 0  # budget spent outside this evaluator: resumed records, parallel envs
         self.last_replayed = False  # the latest record came from the interrupted attempt
 
     @property
@@ -75,10 +75,10 @@ class TuningSession:
         self._admit(record, replayed=self.journal.replayed > replayed_before)
         return record
 
-    def adopt(self, record: Record) -> None:
-        """Count a record of the interrupted attempt that the agent itself knows is finished (resume)."""
+    def adopt(self, record: Record, replayed: bool = True) -> None:
+        """Count a record measured elsewhere: an interrupted attempt's (resume) or a parallel env's (PPO)."""
         self._replayed_spent += spent_budget(record)
-        self._admit(record, replayed=True)
+        self._admit(record, replayed=replayed)
 
     def _admit(self, record: Record, replayed: bool) -> None:
         self.last_replayed = replayed

@@ -42,5 +42,5 @@ def make_agent(name: str, **options: Any) -> Agent:
         from tuner.agents.ppo_search import PPOAgent
 
         return PPOAgent(**{key: value for key, value in options.items()
-                           if key in ("policy", "save_to") and value is not None})
+                           if key in ("policy", "save_to", "n_envs") and value is not None})
     raise UserError("unknown agent; known: random, optuna, ppo", field="--agent", value=name)

@@ -8,9 +8,12 @@ from typing import Any
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import KVWriter, Logger
+from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from tuner.agents.base import Agent
 from tuner.env.tuning_env import TuningEnv
+from tuner.errors import UserError
+from tuner.records import Record
 from tuner.session import TuningSession
 
 # Chosen for budgets of 20-200 measurements: an update every 8 measurements, many epochs over so few
@@ -30,6 +33,44 @@ class StopWhenBudgetSpent(BaseCallback):
 
     def _on_step(self) -> bool:
         return not self.session.exhausted
+
+
+class ParallelBudget(BaseCallback):
+    """N envs in subprocesses, one budget: reads each env's record from ``info``, lets only as many envs
+    measure in the next step as measurements are left, and shares the search's progress with every env."""
+
+    def __init__(self, session: TuningSession, n_envs: int):
+        super().__init__()
+        self.session, self.n_envs = session, n_envs
+
+    def _share(self) -> None:
+        session = self.session
+        left = session.budget - session.spent
+        best = session.best.objective if session.best else None
+        for index in range(self.n_envs):
+            self.training_env.env_method("share_progress", index < left, left / session.budget, best,
+                                         indices=[index])
+
+    def _on_training_start(self) -> None:
+        self._share()
+
+    def _on_step(self) -> bool:
+        for info in self.locals["infos"]:
+            if "record" in info:
+                self.session.adopt(Record.from_dict(info["record"]), replayed=info["replayed"])
+        if self.session.exhausted:
+            return False
+        self._share()
+        return True
+
+
+def _env_factory(task_file: str, run_dir: Path, index: int, cache_dir: Path, device: str, resume: bool) -> Any:
+    def make() -> TuningEnv:
+        worker_env = {"CUDA_VISIBLE_DEVICES": str(index)} if device == "cuda" else None  # one GPU per env
+        return TuningEnv(task_file, runs_dir=str(run_dir), run_name=f"env{index}", budget=10**9,
+                         cache_dir=str(cache_dir), worker_env=worker_env, agent="ppo", resume=resume,
+                         report_records=True)
+    return make
 
 
 class SessionWriter(KVWriter):
@@ -53,25 +94,48 @@ class PPOAgent(Agent):
 
     name = "ppo"
 
-    def __init__(self, policy: str | None = None, save_to: str | None = None):
+    def __init__(self, policy: str | None = None, save_to: str | None = None, n_envs: int = 1):
+        if n_envs < 1:
+            raise UserError("must be a positive number of environments", field="--envs", value=n_envs)
         self.policy = policy
         self.save_to = save_to
+        self.n_envs = n_envs
         self.saved: Path | None = None
 
     def describe(self) -> dict[str, Any]:
         """Hyperparameters and the policy it started from."""
-        return {"agent": self.name, "policy": self.policy,
+        return {"agent": self.name, "policy": self.policy, "envs": self.n_envs,
                 **{key: value for key, value in HYPERPARAMETERS.items() if key != "policy_kwargs"}}
 
     def search(self, session: TuningSession, seed: int) -> None:
-        """Train MaskablePPO on the shared session until the budget is spent, then save the policy."""
-        env = TuningEnv(session=session)
-        if self.policy:
-            model = MaskablePPO.load(self.policy, env=env, seed=seed)
-        else:
-            model = MaskablePPO("MlpPolicy", env, seed=seed, verbose=0, device="cpu", **HYPERPARAMETERS)
-        model.set_logger(Logger(folder=None, output_formats=[SessionWriter(session)]))
-        model.learn(total_timesteps=session.max_proposals, callback=StopWhenBudgetSpent(session))
+        """Train MaskablePPO on the shared session until the budget is spent, then save the policy.
+
+        With ``n_envs`` > 1 the envs run in subprocesses (SubprocVecEnv), each with its own measurement
+        worker (its own GPU on CUDA) and its records under ``<run>/env<i>/``, all on one cache and one budget.
+        """
+        env: Any = TuningEnv(session=session) if self.n_envs == 1 else self._parallel_envs(session)
+        callback: BaseCallback = (StopWhenBudgetSpent(session) if self.n_envs == 1
+                                  else ParallelBudget(session, self.n_envs))
+        try:
+            if self.policy:
+                model = MaskablePPO.load(self.policy, env=env, seed=seed)
+            else:
+                model = MaskablePPO("MlpPolicy", env, seed=seed, verbose=0, device="cpu", **HYPERPARAMETERS)
+            model.set_logger(Logger(folder=None, output_formats=[SessionWriter(session)]))
+            model.learn(total_timesteps=session.max_proposals * self.n_envs, callback=callback)
+        finally:
+            if self.n_envs > 1:
+                env.close()
+        self._save(model, session)
+
+    def _parallel_envs(self, session: TuningSession) -> SubprocVecEnv:
+        evaluator = session.evaluator
+        resume = (evaluator.run_dir / "env0" / "records.jsonl").is_file()  # env records there: a resumed run
+        factories = [_env_factory(str(evaluator.task.source), evaluator.run_dir, index, evaluator.cache.folder,
+                                  evaluator.fingerprint["device"], resume) for index in range(self.n_envs)]
+        return SubprocVecEnv(factories, start_method="spawn")
+
+    def _save(self, model: MaskablePPO, session: TuningSession) -> None:
         self.saved = Path(self.save_to) if self.save_to else session.evaluator.run_dir / "policy.zip"
         self.saved.parent.mkdir(parents=True, exist_ok=True)
         model.save(self.saved)

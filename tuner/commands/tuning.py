@@ -25,7 +25,7 @@ def _budget(args: argparse.Namespace, task: TaskSpec) -> int:
     return budget
 
 
-RESUMED_SETTINGS = ("agent", "seed", "sampler", "pareto", "storage", "study", "policy")
+RESUMED_SETTINGS = ("agent", "seed", "sampler", "pareto", "storage", "study", "policy", "envs")
 
 
 def _resumed(args: argparse.Namespace, task: TaskSpec) -> dict[str, Any]:
@@ -82,7 +82,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     seed = task.seed if settings["seed"] is None else settings["seed"]
     agent = make_agent(settings["agent"], sampler=settings["sampler"], pareto=settings["pareto"],
                        storage=settings["storage"], study_name=settings["study"], policy=settings["policy"],
-                       heartbeat_s=args.heartbeat)
+                       heartbeat_s=args.heartbeat, n_envs=settings["envs"])
     args.active_run, args.env = run_dir.name, str(args.env)
     verb = f"resuming {run_dir.name} ({len(journal)} records taken)" if journal else f"run {run_dir.name}"
     print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements, seed {seed}, {verb}", flush=True)

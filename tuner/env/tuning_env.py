@@ -12,6 +12,8 @@ from gymnasium import spaces
 from tuner.env.codec import ActionCodec, value_mask
 from tuner.env.observation import LIMIT, ObservationBuilder, task_context
 from tuner.evaluator import Evaluator
+from tuner.journal import Journal
+from tuner.records import read_records
 from tuner.session import TuningSession
 from tuner.task import load_task
 
@@ -29,18 +31,27 @@ class TuningEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, task_path: str | None = None, *, session: TuningSession | None = None,
-                 runs_dir: str = "runs", run_name: str | None = None, budget: int | None = None):
+                 runs_dir: str = "runs", run_name: str | None = None, budget: int | None = None,
+                 cache_dir: str | None = None, worker_env: dict[str, str] | None = None, agent: str = "gym",
+                 resume: bool = False, report_records: bool = False):
         if session is None:
             if task_path is None:
                 raise ValueError("TuningEnv needs a task_path or a session")
             task = load_task(task_path)
-            run = run_name or f"gym-{task.id}"
-            evaluator = Evaluator(task, Path(runs_dir) / run, agent="gym")
-            session = TuningSession(evaluator, budget or task.budget)
+            run_dir = Path(runs_dir) / (run_name or f"gym-{task.id}")
+            journal = Journal(read_records(run_dir / "records.jsonl")) if resume else None
+            evaluator = Evaluator(task, run_dir, agent=agent, cache_dir=Path(cache_dir) if cache_dir else None,
+                                  worker_env=worker_env)
+            session = TuningSession(evaluator, budget or task.budget, journal=journal)
             self._owns_evaluator = True
         else:
             self._owns_evaluator = False
         self.session = session
+        # In a vector of envs the learner holds the budget: it lets each env measure or not before a step,
+        # and reads every record back from ``info`` (report_records).
+        self.report_records = report_records
+        self._allowed = True
+        self._shared_progress: tuple[float, float | None] | None = None
         task = session.evaluator.task
         self.codec = ActionCodec(task.space)
         self.action_space = spaces.MultiDiscrete(self.codec.nvec)
@@ -57,7 +68,14 @@ class TuningEnv(gym.Env):
     def _observe(self) -> np.ndarray:
         best = self.session.best.objective if self.session.best else None
         remaining = 1.0 - self.session.spent / self.session.budget
+        if self._shared_progress is not None:
+            remaining, best = self._shared_progress
         return self.observations.build(self._last, best, remaining)
+
+    def share_progress(self, allowed: bool, remaining: float, best: float | None) -> None:
+        """Vector envs: whether the next step may measure, and the whole search's budget left and best score."""
+        self._allowed = allowed
+        self._shared_progress = (remaining, best)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start an episode; measurements and the budget carry over (they are the session's)."""
@@ -68,7 +86,7 @@ class TuningEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Measure the config the action names; truncated once the budget is spent."""
-        if self.session.exhausted:
+        if self.session.exhausted or not self._allowed:
             return self._observe(), 0.0, False, True, {"budget_exhausted": True}
         config = self.codec.decode(action)
         repeated = tuple(config.values()) in self._episode_configs
@@ -79,6 +97,8 @@ class TuningEnv(gym.Env):
         # Only what the config determines goes in info (cached/trial live in session.records): the env checker
         # replays a step after reset and expects the same info.
         info = {"status": record.status, "objective": record.objective}
+        if self.report_records:
+            info.update({"record": record.to_dict(), "replayed": self.session.last_replayed})
         return self._observe(), float(reward), False, self.session.exhausted, info
 
     def action_masks(self) -> np.ndarray:
