@@ -11,8 +11,7 @@ from tuner.commands.listing import cmd_envs_list, cmd_spaces_show
 from tuner.commands.measuring import cmd_measure
 from tuner.commands.shipping import cmd_export, cmd_sync, cmd_ui
 from tuner.commands.tuning import cmd_compare, cmd_tune
-from tuner.errors import UserError
-from tuner.session import EveryConfigFails
+from tuner.errors import EveryConfigFails, UserError
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit
 

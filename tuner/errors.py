@@ -29,3 +29,7 @@ class ConfigError(UserError):
 
 class ModelNotFoundError(UserError):
     """The model named by a task cannot be found on this machine."""
+
+
+class EveryConfigFails(RuntimeError):
+    """The first configs all failed: stop instead of burning the budget; the message quotes the first error."""

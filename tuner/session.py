@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tuner.errors import UserError
+from tuner.errors import EveryConfigFails, UserError
 from tuner.evaluator import Evaluator
 from tuner.journal import Journal, spent_budget
 from tuner.records import Record
@@ -20,10 +20,6 @@ FAILING_FROM_THE_START = 3  # this many failures before any success: something i
 
 class BudgetExhausted(Exception):
     """Raised when an agent asks for a measurement after the budget is spent."""
-
-
-class EveryConfigFails(RuntimeError):
-    """The first configs all failed: stop instead of burning the budget; the message quotes the first error."""
 
 
 class TuningSession:

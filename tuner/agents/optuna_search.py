@@ -191,17 +191,20 @@ class OptunaAgent(Agent):
     def _ask(self, study: optuna.Study, session: TuningSession, seed: int,
              distributions: dict[str, BaseDistribution]) -> optuna.Trial | bool | None:
         """A new trial; False when the (shared) budget is spent; None to wait for other workers' trials."""
-        # A fresh sampler seeded by the study's history: a resumed run asks exactly what it would have.
-        worker = zlib.crc32(session.evaluator.run_dir.name.encode()) if self.shared else 0  # workers differ
         if not self.shared:
-            study.sampler = self._sampler((ask_seed(seed, study) + worker) % 2**32, session.budget)
-            return study.ask(distributions)
+            return self._ask_seeded(study, seed, session.budget, distributions)
         with ask_lock(self._rdb, study.study_name):  # check the budget and take a trial atomically
             allowed = self._may_ask(study, session.budget)
             if allowed is not True:
                 return allowed
-            study.sampler = self._sampler((ask_seed(seed, study) + worker) % 2**32, session.budget)
-            return study.ask(distributions)
+            worker = zlib.crc32(session.evaluator.run_dir.name.encode())  # workers at one history ask apart
+            return self._ask_seeded(study, seed + worker, session.budget, distributions)
+
+    def _ask_seeded(self, study: optuna.Study, seed: int, budget: int,
+                    distributions: dict[str, BaseDistribution]) -> optuna.Trial:
+        # A fresh sampler seeded by the study's history: a resumed run asks exactly what it would have.
+        study.sampler = self._sampler(ask_seed(seed, study), budget)
+        return study.ask(distributions)
 
     def _wait_for_twins(self, study: optuna.Study, trial: optuna.Trial) -> None:
         """Wait while an older trial measures these very params: its result then comes from the shared cache.

@@ -128,7 +128,7 @@ class HFBackend:
                                    "sequences": None if key in self._accuracy else reference.sequences}
         if rank_fault is not None:
             request["fault_rank"], request["fault"] = rank_fault
-        reference_s = time.perf_counter() - accuracy_start
+        reference_s = time.perf_counter() - accuracy_start  # the ranks report their own forward passes
         group = self._group(world, device)
         try:
             answer = group.measure(request)
@@ -136,7 +136,9 @@ class HFBackend:
             self._shards = None  # the group closed itself: the next sharded config starts fresh ranks
             raise
         if answer["logprobs"] is not None:
+            scoring_start = time.perf_counter()
             self._accuracy[key] = agreement(reference, answer["logprobs"])
+            reference_s += time.perf_counter() - scoring_start
         metrics, info = answer["metrics"], answer["info"]
         metrics.update(self._accuracy[key])
         metrics["task_accuracy"] = None
