@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPLAY, ROOT, TINY
 from tuner.cli import build_parser
-from tuner.redact import redact_url
+from tuner.redact import redact_text, redact_url
 from tuner.task import load_task
 
 SECRET = "hf_SECRETtoken0123456789"
@@ -78,6 +78,26 @@ def test_no_token_in_records_mlflow_or_exports(tmp_path):
     assert (runs / "t" / "records.jsonl").is_file() and list((runs / "exported").iterdir())
     assert _files_containing(runs, SECRET) == []
     assert SECRET not in _mlflow_text(runs) + result.stdout + result.stderr
+
+
+def test_passwords_are_masked_in_urls_and_in_free_text():
+    assert redact_url("postgresql://tuner:hunter2@db:5432/studies") == "postgresql://tuner:***@db:5432/studies"
+    assert redact_url("postgresql://tuner:hunter2@db:notaport/x") == "postgresql://tuner:***@db:notaport/x"
+    assert redact_url("sqlite:////tmp/optuna.db") == "sqlite:////tmp/optuna.db"
+    driver_error = "could not parse (got 'noise\nmysql+pymysql://me:p@ss:w0rd@h/d') near a:b@c"
+    assert redact_text(driver_error) == "could not parse (got 'noise\nmysql+pymysql://me:***@h/d') near a:b@c"
+
+
+@pytest.mark.parametrize("storage", ["postgresql://tuner:hunter2@127.0.0.1:notaport/studies",
+                                     "postgresql://tuner:hunter2@127.0.0.1:1/studies"])
+def test_a_storage_that_cannot_be_opened_is_one_line_without_its_password(tmp_path, storage):
+    result = _infertune(tmp_path / "runs", "tune", str(REPLAY), "--agent", "optuna", "--budget", "1",
+                        "--storage", storage)
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("infertune: error: --storage: cannot open the study:")
+    assert "hunter2" not in result.stdout + result.stderr + "".join(
+        path.read_text(errors="replace") for path in (tmp_path / "runs").rglob("*") if path.is_file())
 
 
 @pytest.mark.skipif(not POSTGRES, reason="INFERTUNE_TEST_POSTGRES_URL not set (bash .ci/postgres)")

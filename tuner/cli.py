@@ -12,6 +12,7 @@ from tuner.commands.measuring import cmd_measure
 from tuner.commands.shipping import cmd_export, cmd_sync, cmd_ui
 from tuner.commands.tuning import cmd_compare, cmd_tune
 from tuner.errors import EveryConfigFails, UserError
+from tuner.redact import redact_text
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit
 
@@ -117,11 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.handler(args)
-    except UserError as error:
-        print(f"infertune: error: {error}", file=sys.stderr)
+    except UserError as error:  # messages may quote a driver's error, and drivers quote URLs
+        print(f"infertune: error: {redact_text(str(error))}", file=sys.stderr)
         return UserError.exit_code
     except EveryConfigFails as error:
-        print(f"infertune: error: {error}", file=sys.stderr)
+        print(f"infertune: error: {redact_text(str(error))}", file=sys.stderr)
         return 1
     except OSError as error:
         if error.errno not in NO_SPACE:
