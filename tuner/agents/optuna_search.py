@@ -30,7 +30,7 @@ from tuner.agents.optuna_storage import (
 )
 from tuner.errors import UserError
 from tuner.records import Record
-from tuner.redact import redact_text, redact_url
+from tuner.redact import redact_url
 from tuner.session import TuningSession
 from tuner.space import SearchSpace
 
@@ -134,11 +134,8 @@ class OptunaAgent(Agent):
             return optuna.create_study(storage=storage, study_name=self.study_name,
                                        directions=directions, sampler=self._sampler(seed, session.budget),
                                        load_if_exists=True)
-        except (ValueError, ImportError, optuna.exceptions.OptunaError) as error:
-            raise UserError(f"cannot open the study: {redact_text(_first_line(error))}", field="--storage",
-                            value=redact_url(url)) from None
-        except Exception as error:  # the database driver's own errors (unreachable server, bad credentials)
-            raise UserError(f"cannot open the study: {redact_text(_first_line(error))}", field="--storage",
+        except Exception as error:  # a bad URL, a missing driver, or the driver's own (unreachable, credentials)
+            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage",
                             value=redact_url(url)) from None
 
     def _sampler(self, seed: int, budget: int) -> optuna.samplers.BaseSampler:
