@@ -40,6 +40,14 @@ def _study_records(runs, names) -> list:
     return [record for name in names for record in read_records(runs / name / "records.jsonl")]
 
 
+def _claimed_after(records, study_name: str, run: str, done: int) -> bool:
+    """The run has written `done` records and claimed a running trial after them."""
+    if len(read_records(records)) < done:
+        return False
+    running = optuna.load_study(study_name=study_name, storage=POSTGRES).get_trials(states=(TrialState.RUNNING,))
+    return any(trial.user_attrs.get("run") == run for trial in running)
+
+
 def test_workers_share_a_postgres_study_and_a_dead_workers_trial_is_retried_once(tmp_path):
     replay_study, tiny_study = f"replay-{uuid.uuid4().hex[:8]}", f"tiny-{uuid.uuid4().hex[:8]}"
     cache = tmp_path / "shared-cache"
@@ -47,13 +55,13 @@ def test_workers_share_a_postgres_study_and_a_dead_workers_trial_is_retried_once
     workers = [_worker(tmp_path, REPLAY, replay_study, 12, name, cache, delay_s=1.0) for name in replay_runs]
     tiny = _worker(tmp_path, TINY, tiny_study, 4, "tiny", cache)
 
-    # Kill w2 with SIGKILL in the middle of a trial: its second record is written, the next trial is running.
+    # Kill w2 with SIGKILL in the middle of a trial: its second record is written, its next trial is claimed.
     victim_records = tmp_path / "w2" / "records.jsonl"
     deadline = time.monotonic() + 300
-    while len(read_records(victim_records)) < 2 and time.monotonic() < deadline:
+    while not _claimed_after(victim_records, replay_study, "w2", 2) and time.monotonic() < deadline:
         assert workers[2].poll() is None, workers[2].communicate()[0][-3000:]
         time.sleep(0.05)
-    time.sleep(0.4)  # inside the next 1-second measurement
+    time.sleep(0.2)  # inside its 1-second measurement
     os.killpg(workers[2].pid, signal.SIGKILL)
     workers[2].wait()
 

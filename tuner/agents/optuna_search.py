@@ -25,7 +25,9 @@ from tuner.agents.optuna_storage import (
     ask_lock,
     ask_seed,
     fail_and_retry,
+    fail_silent_trials,
     heartbeat_storage,
+    schema_lock,
     study_room,
 )
 from tuner.errors import UserError
@@ -130,10 +132,12 @@ class OptunaAgent(Agent):
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
         try:
-            storage = self._rdb = heartbeat_storage(url, self.heartbeat_s, GRACE_HEARTBEATS * self.heartbeat_s)
-            return optuna.create_study(storage=storage, study_name=self.study_name,
-                                       directions=directions, sampler=self._sampler(seed, session.budget),
-                                       load_if_exists=True)
+            # Workers started together on a new database: the first creates the schema and the study, the rest join.
+            with schema_lock(url):
+                storage = self._rdb = heartbeat_storage(url, self.heartbeat_s, GRACE_HEARTBEATS * self.heartbeat_s)
+                return optuna.create_study(storage=storage, study_name=self.study_name,
+                                           directions=directions, sampler=self._sampler(seed, session.budget),
+                                           load_if_exists=True)
         except Exception as error:  # a bad URL, a missing driver, or the driver's own (unreachable, credentials)
             raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage",
                             value=redact_url(url)) from None
@@ -157,6 +161,7 @@ class OptunaAgent(Agent):
     def _may_ask(self, study: optuna.Study, budget: int) -> bool | None:
         """True: ask now; False: the study's budget is spent; None: wait for other workers' running trials."""
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial is failed and queued again, once
+        fail_silent_trials(study, GRACE_HEARTBEATS * self.heartbeat_s)  # and one that died before it claimed one
         finished, running, waiting = study_room(study, budget)
         if finished >= budget:
             return False
@@ -177,7 +182,6 @@ class OptunaAgent(Agent):
             if trial is None:
                 time.sleep(self.poll_s)
                 continue
-            trial.set_user_attr("run", session.evaluator.run_dir.name)
             with Heartbeat(self._rdb, trial._trial_id):
                 if self.shared:
                     self._wait_for_twins(study, trial)
@@ -189,13 +193,22 @@ class OptunaAgent(Agent):
              distributions: dict[str, BaseDistribution]) -> optuna.Trial | bool | None:
         """A new trial; False when the (shared) budget is spent; None to wait for other workers' trials."""
         if not self.shared:
-            return self._ask_seeded(study, seed, session.budget, distributions)
+            trial = self._ask_seeded(study, seed, session.budget, distributions)
+            self._claim(trial, session)
+            return trial
         with ask_lock(self._rdb, study.study_name):  # check the budget and take a trial atomically
             allowed = self._may_ask(study, session.budget)
             if allowed is not True:
                 return allowed
             worker = zlib.crc32(session.evaluator.run_dir.name.encode())  # workers at one history ask apart
-            return self._ask_seeded(study, seed + worker, session.budget, distributions)
+            trial = self._ask_seeded(study, seed + worker, session.budget, distributions)
+            self._claim(trial, session)  # before the lock is released: others then see whose it is
+            return trial
+
+    def _claim(self, trial: optuna.Trial, session: TuningSession) -> None:
+        """Mark the trial as this run's and send its first heartbeat (an unclaimed running trial is a dead one)."""
+        trial.set_user_attr("run", session.evaluator.run_dir.name)
+        self._rdb.record_heartbeat(trial._trial_id)
 
     def _ask_seeded(self, study: optuna.Study, seed: int, budget: int,
                     distributions: dict[str, BaseDistribution]) -> optuna.Trial:

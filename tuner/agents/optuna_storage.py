@@ -14,11 +14,15 @@ import threading
 import warnings
 import zlib
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from types import TracebackType
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 HEARTBEAT_INTERVAL_S = 5
 GRACE_HEARTBEATS = 4  # a trial is stale after four missed heartbeats: a busy database is not a dead worker
@@ -76,6 +80,19 @@ def fail_and_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None
         RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial._trial_id))
 
 
+def fail_silent_trials(study: optuna.Study, grace_period_s: float) -> None:
+    """Fail (and retry once) RUNNING trials whose worker died before it could claim them.
+
+    A worker claims its trial right after ``ask`` (the ``run`` attribute and a first heartbeat). One killed
+    in between leaves a RUNNING trial with no heartbeat, which Optuna's ``fail_stale_trials`` never fails,
+    so every other worker would wait for it forever. Unclaimed after the grace period means dead.
+    """
+    cutoff = datetime.now() - timedelta(seconds=grace_period_s)  # Optuna stores naive local start times
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        if "run" not in trial.user_attrs and trial.datetime_start is not None and trial.datetime_start < cutoff:
+            fail_and_retry(study, trial)
+
+
 def retried_from(trial: optuna.trial.FrozenTrial) -> int | None:
     """The number of the dead trial this one retries, if it is a retry."""
     return trial.system_attrs.get("failed_trial")
@@ -91,17 +108,17 @@ def ask_seed(seed: int, study: optuna.Study) -> int:
     return (seed * 1_000_003 + alive) % 2**32
 
 
+SCHEMA_LOCK_NAME = "infertune: optuna schema"  # one lock per database, whatever the study
+
+
 @contextlib.contextmanager
-def ask_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
-    """Hold the study's lock across machines while a worker checks the budget and asks, so none overshoots it.
+def database_lock(engine: Engine, name: str) -> Iterator[None]:
+    """Hold a lock named ``name`` across processes and machines that share this database, for the block.
 
     PostgreSQL: a session advisory lock; SQLite: a lock file beside the database; other databases: none.
     """
-    engine = storage.engine
-    key = zlib.crc32(study_name.encode()) & 0x7FFFFFFF
+    key = zlib.crc32(name.encode()) & 0x7FFFFFFF
     if engine.dialect.name == "postgresql":
-        from sqlalchemy import text
-
         with engine.connect() as connection:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
             try:
@@ -118,6 +135,31 @@ def ask_lock(storage: RDBStorage, study_name: str) -> Iterator[None]:
                 fcntl.flock(lock_file, fcntl.LOCK_UN)
     else:
         yield
+
+
+@contextlib.contextmanager
+def schema_lock(url: str) -> Iterator[None]:
+    """Serialize the creation of Optuna's schema among workers that open one new database at the same moment.
+
+    ``RDBStorage(url)`` creates the tables, types and version rows when they are missing, but not atomically:
+    N workers started together on an empty PostgreSQL database each run ``CREATE TYPE``/``CREATE TABLE``, and
+    all but one die on ``pg_type_typname_nsp_index``; on SQLite on ``table … already exists`` or the
+    ``alembic_version`` row. Retrying after such an error would work too, but which error means "lost the race"
+    differs per database and driver; a lock taken before Optuna touches the schema makes the creation happen
+    exactly once, and the workers after the first find the schema in place. The lock lives in the database
+    itself (PostgreSQL advisory lock) or beside it (SQLite lock file), so it holds across machines.
+    """
+    engine = create_engine(url, poolclass=NullPool)  # a connection of its own, closed when the lock is released
+    try:
+        with database_lock(engine, SCHEMA_LOCK_NAME):
+            yield
+    finally:
+        engine.dispose()
+
+
+def ask_lock(storage: RDBStorage, study_name: str) -> contextlib.AbstractContextManager[None]:
+    """Hold the study's lock across machines while a worker checks the budget and asks, so none overshoots it."""
+    return database_lock(storage.engine, study_name)
 
 
 def study_room(study: optuna.Study, budget: int) -> tuple[int, int, int]:
