@@ -42,3 +42,16 @@ def fault_evaluator(task: TaskSpec, run_dir: Path, timeout_s: float | None = Non
     if timeout_s is not None:
         task = dataclasses.replace(task, timeout_s=timeout_s)
     return Evaluator(task, run_dir, use_cache=False, worker_env={"INFERTUNE_ENABLE_FAULTS": "1"})
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say plainly, at the end, when the distributed tests did not run: a green run then proved less."""
+    if os.environ.get("INFERTUNE_TEST_POSTGRES_URL"):
+        return
+    skipped = [report for report in terminalreporter.stats.get("skipped", [])
+               if "INFERTUNE_TEST_POSTGRES_URL" in str(report.longrepr)]
+    if skipped:
+        terminalreporter.write_sep("=", "PostgreSQL tests skipped", yellow=True)
+        terminalreporter.write_line(f"{len(skipped)} distributed tests did not run: INFERTUNE_TEST_POSTGRES_URL is "
+                                    "not set (`export INFERTUNE_TEST_POSTGRES_URL=$(bash .ci/postgres)`, as .ci/run "
+                                    "does).")

@@ -108,3 +108,59 @@ def test_unknown_agent_and_sampler():
         make_agent("genetic")
     with pytest.raises(UserError, match="--sampler: unknown sampler"):
         make_agent("optuna", sampler="bohb")
+
+
+def test_optuna_params_are_values_that_mean_the_same_on_every_machine(replay_task):
+    from optuna.distributions import check_distribution_compatibility
+
+    from tuner.agents.optuna_search import SpaceEncoding
+
+    space = replay_task.space
+    declared = list(space.knob("batch_size").choices)
+    assert declared == [1, 4, 8, 16]
+    big = SpaceEncoding(space, {"batch_size": declared})
+    small = SpaceEncoding(space, {"batch_size": [1, 4]})  # another worker of the study runs fewer sizes
+    big_batch, small_batch = big.distributions()["batch_size"], small.distributions()["batch_size"]
+    check_distribution_compatibility(big_batch, small_batch)  # one study can hold both workers' trials
+    assert big_batch == small_batch and (big_batch.low, big_batch.high, big_batch.log) == (1, 16, True)
+    assert big.config({"batch_size": 4})["batch_size"] == small.config({"batch_size": 4})["batch_size"] == 4
+    assert big.config({"batch_size": 6})["batch_size"] == 8 and small.config({"batch_size": 6})["batch_size"] == 4
+    assert big.config({"batch_size": 3})["batch_size"] == 4 and small.config({"batch_size": 2})["batch_size"] == 1
+
+
+def test_optuna_tells_how_far_a_config_is_from_feasible(tmp_path, replay_task):
+    evaluator, session = _session(replay_task, tmp_path / "run", budget=24, cache_dir=tmp_path / "cache")
+    make_agent("optuna").search(session, seed=3)
+    evaluator.close()
+    study = optuna.load_study(study_name="run", storage=f"sqlite:///{(tmp_path / 'optuna.db').resolve()}")
+    told = {trial.user_attrs["record_trial"]: trial.system_attrs["constraints:feasible"] for trial in study.trials}
+    by_trial = {record.trial: record for record in session.records}
+    for trial, value in told.items():
+        record = by_trial[trial]
+        assert (value <= 0) == record.feasible
+    measured_misses = sorted({round(value, 6) for trial, value in told.items()
+                              if value > 0 and by_trial[trial].status == "ok"})
+    failed = {value for trial, value in told.items() if by_trial[trial].status not in ("ok", "unstable")}
+    assert failed == {1000.0} and all(value < 1000.0 for value in measured_misses)
+
+
+def test_ppo_never_proposes_a_masked_value(tmp_path):
+    """A landscape that holds batch sizes 1 and 4 only: PPO's masks must keep it off 8 and 16."""
+    import dataclasses
+    import json
+
+    from tests.conftest import REPLAY
+    from tuner.task import load_task
+
+    kept = [line for line in (REPLAY.parent / "recordings" / "smollm2-cpu.jsonl").read_text().splitlines()
+            if json.loads(line)["config"]["batch_size"] in (1, 4)]
+    recording = tmp_path / "small.jsonl"
+    recording.write_text("\n".join(kept) + "\n")
+    task = dataclasses.replace(load_task(REPLAY), recording=recording)
+    evaluator, session = _session(task, tmp_path / "run", budget=16, cache_dir=tmp_path / "cache")
+    assert session.allowed["batch_size"] == [1, 4]
+    make_agent("ppo").search(session, seed=2)
+    evaluator.close()
+    assert len(session.records) >= 16
+    assert {record.config["batch_size"] for record in session.records} <= {1, 4}
+    assert not [record for record in session.records if (record.error or {}).get("type") == "NotRecorded"]

@@ -49,6 +49,12 @@ def _write(tmp_path: Path, **changes) -> Path:
     ({"objective": {"maximize": "speed"}}, "objective.maximize: unknown metric"),
     ({"workload": {"prompts": [], "new_tokens": 4}}, "workload.prompts: must be a non-empty list of strings"),
     ({"accuracy": {"reference": {"dtype": "float64"}}}, "dtype: value not allowed"),
+    ({"workload": {"prompts": ["a"], "chat_template": "false"}},
+     "workload.chat_template: must be true or false (a YAML boolean, unquoted) (got 'false')"),
+    ({"objective": 5}, "objective: must be a mapping (got 5)"),
+    ({"accuracy": {"labeled": {"items": [{"prompt": "2+2?", "answer": "4", "choices": ["3", "5"]}]}}},
+     "accuracy.labeled[0].choices: must be a list of strings that holds the answer"),
+    ({"accuracy": {"labeled": {"file": "nope.jsonl"}}}, "accuracy.labeled.file: labeled set not found"),
 ])
 def test_bad_task_fields(tmp_path, changes, fragment):
     path = _write(tmp_path, **changes)
@@ -76,3 +82,11 @@ def test_hf_task_rejects_a_knob_the_backend_would_ignore(tmp_path):
     path = _write(tmp_path, search_space=str(space))
     with pytest.raises(ConfigError, match=r"knobs.kv_dtype: the hf backend has no such knob"):
         load_task(path)
+
+
+def test_the_default_task_ships_a_labeled_set():
+    labeled = load_task(ROOT / "envs" / "smollm2-cpu.yaml").accuracy.labeled
+    assert labeled is not None and len(labeled.items) >= 40
+    kinds = {item["prompt"].split()[0] for item in labeled.items}
+    assert len(kinds) >= 3  # sentiment, intent and factual questions, not one template
+    assert all(item["answer"] in item["choices"] for item in labeled.items)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +36,22 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class LabeledSet:
+    """A small labeled task: prompts whose greedy answers are parsed and exact-matched (``task_accuracy``)."""
+
+    items: tuple[dict[str, Any], ...]  # {"prompt": str, "answer": str, "choices": [str, ...] | None}
+    new_tokens: int
+    source: str  # the file the items came from, or the task file
+
+
+@dataclass(frozen=True)
 class AccuracySpec:
     """How a candidate is compared with the reference config."""
 
     eval_prompts: tuple[str, ...]
     new_tokens: int
     reference: dict[str, Any]
+    labeled: LabeledSet | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,10 @@ class TaskSpec:
                 "eval_prompts": list(self.accuracy.eval_prompts),
                 "new_tokens": self.accuracy.new_tokens,
                 "reference": self.accuracy.reference,
+                "labeled": None if self.accuracy.labeled is None else {
+                    "items": [dict(item) for item in self.accuracy.labeled.items],
+                    "new_tokens": self.accuracy.labeled.new_tokens,
+                },
             },
         }
 
@@ -123,6 +138,12 @@ class _Reader:
         value = data.get(key, default)
         if type(value) is not int or value < minimum:
             raise self.fail(f"must be an integer >= {minimum}", f"{prefix}{key}", value)
+        return value
+
+    def boolean(self, data: dict, key: str, prefix: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):  # "false" is a non-empty string, which Python reads as true
+            raise self.fail("must be true or false (a YAML boolean, unquoted)", f"{prefix}{key}", value)
         return value
 
     def number(self, data: dict, key: str, prefix: str, default: float) -> float:
@@ -222,7 +243,9 @@ def load_task(path: str | Path) -> TaskSpec:
         workload = _workload(data, reader, task_file)
         accuracy = _accuracy(data, reader, task_file, workload, space)
 
-    objective = objective_from_dict(data.get("objective") or {}, str(task_file))
+    objective = objective_from_dict(reader.mapping(data.get("objective") or {}, "objective",
+                                                   {"maximize", "minimize", "baseline", "constraints", "penalty"}),
+                                    str(task_file))
     return TaskSpec(
         id=task_id,
         source=task_file,
@@ -260,7 +283,7 @@ def _workload(data: dict[str, Any], reader: _Reader, task_file: Path) -> Workloa
         num_requests=reader.integer(load, "num_requests", "workload.", default=len(prompts)),
         new_tokens=reader.integer(load, "new_tokens", "workload.", default=32, minimum=2),
         max_prompt_tokens=reader.integer(load, "max_prompt_tokens", "workload.", default=128),
-        chat_template=bool(load.get("chat_template", False)),
+        chat_template=reader.boolean(load, "chat_template", "workload.", default=False),
         max_measure_s=reader.number(load, "max_measure_s", "workload.", default=60.0),
         max_repeats=reader.integer(load, "max_repeats", "workload.", default=10, minimum=3),
         min_repeat_s=reader.number(load, "min_repeat_s", "workload.", default=0.5),
@@ -269,7 +292,7 @@ def _workload(data: dict[str, Any], reader: _Reader, task_file: Path) -> Workloa
 
 def _accuracy(data: dict[str, Any], reader: _Reader, task_file: Path, workload: Workload,
               space: SearchSpace) -> AccuracySpec:
-    acc = reader.mapping(data.get("accuracy", {}), "accuracy", {"eval_prompts", "new_tokens", "reference"})
+    acc = reader.mapping(data.get("accuracy", {}), "accuracy", {"eval_prompts", "new_tokens", "reference", "labeled"})
     eval_prompts = acc.get("eval_prompts", 8)
     if type(eval_prompts) is int:
         eval_prompts = list(workload.prompts[:eval_prompts])
@@ -281,4 +304,48 @@ def _accuracy(data: dict[str, Any], reader: _Reader, task_file: Path, workload: 
     reference.update({key: checked[key] for key in reference if key in checked})
     return AccuracySpec(_prompts(eval_prompts, reader, "accuracy.eval_prompts", task_file),
                         reader.integer(acc, "new_tokens", "accuracy.", default=workload.new_tokens, minimum=2),
-                        reference)
+                        reference, _labeled(acc.get("labeled"), reader, task_file))
+
+
+def _labeled(value: Any, reader: _Reader, task_file: Path) -> LabeledSet | None:
+    """``accuracy.labeled: {file: x.jsonl | items: [...], new_tokens: n}``: each item a prompt and its answer."""
+    if value is None:
+        return None
+    spec = reader.mapping(value, "accuracy.labeled", {"file", "items", "new_tokens"})
+    if ("file" in spec) == ("items" in spec):
+        raise reader.fail("give file (a JSONL path) or items (a list), not both", "accuracy.labeled", sorted(spec))
+    source, items = str(task_file), spec.get("items")
+    if "file" in spec:
+        path = task_file.parent / str(spec["file"])
+        if not path.is_file():
+            raise reader.fail("labeled set not found", "accuracy.labeled.file", spec["file"])
+        source, items = str(path), []
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise reader.fail("not UTF-8 text", "accuracy.labeled.file", spec["file"]) from None
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ConfigError("not a JSON object", source=f"{path}:{number}", field="line") from None
+    if not isinstance(items, list) or not items:
+        raise reader.fail("must be a non-empty list of {prompt, answer} items", "accuracy.labeled")
+    checked = tuple(_labeled_item(item, index, source) for index, item in enumerate(items))
+    return LabeledSet(checked, reader.integer(spec, "new_tokens", "accuracy.labeled.", default=8), source)
+
+
+def _labeled_item(item: Any, index: int, source: str) -> dict[str, Any]:
+    field = f"accuracy.labeled[{index}]"
+    if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
+        raise ConfigError("needs a non-empty prompt", source=source, field=field, value=item)
+    if not isinstance(item.get("answer"), str) or not item["answer"].strip():
+        raise ConfigError("needs a non-empty answer", source=source, field=f"{field}.answer", value=item.get("answer"))
+    choices = item.get("choices")
+    if choices is not None and (not isinstance(choices, list) or not all(isinstance(c, str) for c in choices)
+                                or item["answer"] not in choices):
+        raise ConfigError("must be a list of strings that holds the answer", source=source,
+                          field=f"{field}.choices", value=choices)
+    return {"prompt": item["prompt"], "answer": item["answer"], "choices": choices}

@@ -8,6 +8,7 @@ FAIL: samplers ignore failed trials and would propose the same region again.
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 import zlib
@@ -31,6 +32,7 @@ from tuner.agents.optuna_storage import (
     study_room,
 )
 from tuner.errors import UserError
+from tuner.objective import ObjectiveSpec, violation_size
 from tuner.records import Record
 from tuner.redact import redact_url
 from tuner.session import TuningSession
@@ -42,34 +44,54 @@ PARETO_METRICS = (("tokens_per_s", "maximize", 0.0), ("top1_agree", "maximize", 
 
 
 class SpaceEncoding:
-    """SearchSpace (restricted to runnable values) ⇄ Optuna distributions and params."""
+    """SearchSpace ⇄ Optuna distributions and params, by value, so workers on different machines agree.
+
+    An int knob is an ``IntDistribution`` over its declared range of *values* (log-scaled when they span a
+    factor of 4 or more, like batch sizes), so TPE/GP can learn "bigger batch is better"; a proposed value is
+    taken to the nearest value this machine can run. The range comes from the search space, not from what
+    runs here, so a shared study holds one distribution per knob and a param means the same number on every
+    worker (an index into this machine's runnable values would not). Categorical and bool knobs are a
+    ``CategoricalDistribution`` over their runnable choices.
+    """
 
     def __init__(self, space: SearchSpace, allowed: dict[str, list[Any]]):
         self.values = {knob.name: [choice for choice in knob.choices
                                    if knob.name not in allowed or choice in allowed[knob.name]]
                        for knob in space.knobs}
+        self.declared = {knob.name: list(knob.choices) for knob in space.knobs}
         self.types = {knob.name: knob.type for knob in space.knobs}
 
     def distributions(self) -> dict[str, BaseDistribution]:
         """One distribution per knob with more than one runnable value."""
         result: dict[str, BaseDistribution] = {}
         for name, values in self.values.items():
-            if len(values) > 1:
-                result[name] = (IntDistribution(0, len(values) - 1) if self.types[name] == "int"
-                                else CategoricalDistribution(values))
+            if len(values) <= 1:
+                continue
+            if self.types[name] == "int":
+                low, high = min(self.declared[name]), max(self.declared[name])
+                result[name] = IntDistribution(low, high, log=low > 0 and high >= 4 * low)
+            else:
+                result[name] = CategoricalDistribution(values)
         return result
 
     def config(self, params: dict[str, Any]) -> dict[str, Any]:
-        """The config named by a trial's params (single-valued knobs fixed)."""
+        """The config named by a trial's params (single-valued knobs fixed, int values to the nearest runnable)."""
         config = {}
         for name, values in self.values.items():
             if name not in params:
                 config[name] = values[0]
             elif self.types[name] == "int":
-                config[name] = values[params[name]]
+                config[name] = _nearest(values, params[name])
             else:
                 config[name] = params[name]
         return config
+
+
+def _nearest(values: list[int], proposed: int) -> int:
+    """The runnable value closest to ``proposed`` (by ratio when all are positive: 24 → 16 or 32, not 20)."""
+    if all(value > 0 for value in values) and proposed > 0:
+        return min(values, key=lambda value: (abs(math.log(value / proposed)), value))
+    return min(values, key=lambda value: (abs(value - proposed), value))
 
 
 def make_sampler(name: str, seed: int, budget: int, pareto: bool) -> optuna.samplers.BaseSampler:
@@ -92,9 +114,12 @@ def make_sampler(name: str, seed: int, budget: int, pareto: bool) -> optuna.samp
     raise UserError(f"unknown sampler; known: {', '.join(SAMPLERS)}", field="--sampler", value=name)
 
 
-def violation(record: Record) -> float:
-    """Optuna constraint value: <= 0 feasible; a failed config violates by 1 plus the size of its misses."""
-    return 0.0 if record.feasible else 1.0 + max(0.0, -record.objective) / 100.0
+def violation(record: Record, objective: ObjectiveSpec) -> float:
+    """Optuna constraint value: <= 0 feasible, else how far from feasible (grows with the size of the misses)."""
+    if record.feasible:
+        return 0.0
+    size = violation_size(objective, record.status, record.metrics, record.info.get("reference_metrics"))
+    return max(size, 1e-6)  # an infeasible record is never told as satisfied
 
 
 class OptunaAgent(Agent):
@@ -112,6 +137,8 @@ class OptunaAgent(Agent):
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
         self._rdb: optuna.storages.RDBStorage | None = None  # the database itself (the study wraps it in a cache)
+        self._encoding: SpaceEncoding | None = None
+        self._objective: ObjectiveSpec | None = None
         if sampler not in SAMPLERS:
             raise UserError(f"unknown sampler; known: {', '.join(SAMPLERS)}", field="--sampler", value=sampler)
 
@@ -171,7 +198,8 @@ class OptunaAgent(Agent):
 
     def search(self, session: TuningSession, seed: int) -> None:
         """Ask a config, measure it, tell the score (or the metrics in Pareto mode) and its feasibility."""
-        encoding = SpaceEncoding(session.evaluator.task.space, session.allowed)
+        encoding = self._encoding = SpaceEncoding(session.evaluator.task.space, session.allowed)
+        self._objective = session.evaluator.task.objective
         distributions = encoding.distributions()
         study = self.study(session, seed)
         self._resume(study, session)
@@ -208,37 +236,49 @@ class OptunaAgent(Agent):
     def _claim(self, trial: optuna.Trial, session: TuningSession) -> None:
         """Mark the trial as this run's and send its first heartbeat (an unclaimed running trial is a dead one)."""
         trial.set_user_attr("run", session.evaluator.run_dir.name)
+        trial.set_user_attr("config", self._encoding.config(trial.params))  # what this machine runs for them
         self._rdb.record_heartbeat(trial._trial_id)
 
     def _ask_seeded(self, study: optuna.Study, seed: int, budget: int,
                     distributions: dict[str, BaseDistribution]) -> optuna.Trial:
-        # A fresh sampler seeded by the study's history: a resumed run asks exactly what it would have.
+        # A fresh sampler per ask, seeded by the study's history, rather than one per study: the samplers keep
+        # nothing but their random state between asks (TPE, GP, NSGA-II and CMA-ES rebuild their model from the
+        # study's trials), and that state's position is what a resumed process cannot know. Seeding it from the
+        # history makes a resumed run ask exactly what the uninterrupted run would have.
         study.sampler = self._sampler(ask_seed(seed, study), budget)
         return study.ask(distributions)
 
     def _wait_for_twins(self, study: optuna.Study, trial: optuna.Trial) -> None:
-        """Wait while an older trial measures these very params: its result then comes from the shared cache.
+        """Wait while an older trial measures this very config: its result then comes from the shared cache.
 
         Only older trials are waited for, so two workers never wait for each other.
         """
         while True:
             optuna.storages.fail_stale_trials(study)
             running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-            if not any(other.number < trial.number and other.params == trial.params for other in running):
+            mine = self._encoding.config(trial.params)
+            if not any(other.number < trial.number and other.user_attrs.get("config") == mine for other in running):
                 return
             time.sleep(self.poll_s)
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, record: Record) -> None:
-        trial.set_constraint("feasible", violation(record))
+        trial.set_constraint("feasible", violation(record, self._objective))
         for key, value in (("status", record.status), ("cached", record.cached), ("record_trial", record.trial),
                            ("run", record.run)):
             trial.set_user_attr(key, value)
         if self.pareto:
-            values = [record.metrics.get(metric, failed) if record.status in ("ok", "unstable") else failed
+            values = [_figure(record.metrics.get(metric), failed) if record.status in ("ok", "unstable") else failed
                       for metric, _, failed in PARETO_METRICS]
             study.tell(trial, values)
         else:
             study.tell(trial, record.objective)
+
+
+def _figure(value: Any, missing: float) -> float:
+    """A metric told to Optuna: a missing or non-finite figure counts as the failed value."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return missing
 
 
 def _first_line(error: BaseException) -> str:
