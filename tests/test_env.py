@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -55,7 +53,7 @@ def test_truncates_exactly_at_budget(tmp_path):
     env = TuningEnv(str(REPLAY), runs_dir=str(tmp_path), budget=2)
     env.reset(seed=0)
     codec = env.codec
-    configs = [dict(c) for c in env.session.evaluator.worker.configs()[:3]]
+    configs = [dict(c) for c in env.session.evaluator.measurer.configs()[:3]]
     flags = [env.step(codec.encode(config))[3] for config in configs]
     assert flags == [False, True, True] and env.session.spent == 2
     env.close()
@@ -71,8 +69,6 @@ def test_codec_round_trip_and_masks(tiny_task):
     assert mask.shape == (int(codec.nvec.sum()),) and mask.dtype == np.bool_
     offsets = np.concatenate([[0], np.cumsum(codec.nvec)[:-1]])
     shard = tiny_task.space.names.index("shard_count")
-    cores = len(os.sched_getaffinity(0))
-    # shard_count 1, 2, 4, 8: runnable up to the CPU cores this machine has (tensor parallelism over gloo)
-    assert mask[offsets[shard]:offsets[shard] + 4].tolist() == [shards <= cores for shards in (1, 2, 4, 8)]
+    assert mask[offsets[shard]]  # one shard always runs; the core-count rule is tests/test_feasibility.py's
     quant = tiny_task.space.names.index("quantization")
     assert not mask[offsets[quant] + 3]  # int4 weight-only needs CUDA

@@ -35,7 +35,7 @@ def test_replay_returns_recorded_metrics_without_inference(tmp_path, replay_task
         record = evaluator.evaluate(config)
         assert record.status == "ok" and record.metrics == rows[json.dumps(config, sort_keys=True)]["metrics"]
         assert record.fingerprint == rows[json.dumps(config, sort_keys=True)]["fingerprint"]
-        assert evaluator.worker.pid is None and evaluator.measurements == 1
+        assert evaluator.measurer.pid is None and evaluator.measurements == 1
 
 
 def test_config_missing_from_recording_is_infeasible(tmp_path):

@@ -13,14 +13,16 @@ from tuner.measure.backends.knobs import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MeasurementCache, cache_key
 from tuner.measure.faults import after_record
-from tuner.measure.feasibility import runnable_values
-from tuner.measure.fingerprint import fingerprint, resolve_device
+from tuner.measure.fingerprint import resolve_device
 from tuner.measure.launcher import WorkerClient
+from tuner.measure.measurer import Measurer
 from tuner.measure.protocol import error_payload
 from tuner.measure.status import Status
 from tuner.objective import score
 from tuner.records import Record, append_record, read_records
 from tuner.task import TaskSpec
+
+CACHEABLE = {status.value for status in Status if status.cacheable}
 
 
 def _now() -> str:
@@ -40,16 +42,12 @@ class Evaluator:
         self.records_path = self.run_dir / "records.jsonl"
         self.trial = len(read_records(self.records_path))
         self.measurements = 0  # backend calls (the budget's unit): neither cache hits nor constraint rejections
-        if task.backend == "replay":
-            self.worker: WorkerClient | ReplayMeasurer = ReplayMeasurer(task.recording, task.space)
-            self.fingerprint = self.worker.fingerprint
-        else:
-            models = str(models_dir(self.run_dir.parent))
-            self.worker = WorkerClient(env={"INFERTUNE_MODELS_DIR": models, **(worker_env or {})}, echo=echo_worker)
-            self.fingerprint = fingerprint(resolve_device(task.device))
-        spec = self._worker_spec = task.worker_spec()  # built once: it carries every prompt
-        self._key_base = {"task": task.id, "backend": task.backend, "model": task.model_identity,
-                          "workload": spec.get("workload"), "accuracy": spec.get("accuracy"),
+        self.measurer: Measurer = _open_measurer(task, self.run_dir, worker_env, echo_worker)
+        self.fingerprint = self.measurer.fingerprint
+        self._worker_spec = task.worker_spec()  # built once: it carries every prompt
+        # Everything the measurer is told (seed, device, workload, accuracy spec, ...) is in the key, so a field
+        # added to the spec joins the key by itself; the model by identity, not by where its file lies.
+        self._key_base = {**self._worker_spec, "model": task.model_identity, "backend": task.backend,
                           "fingerprint": self.fingerprint}
 
     def __enter__(self) -> Evaluator:
@@ -58,21 +56,28 @@ class Evaluator:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
+    @property
+    def worker(self) -> Measurer:
+        """The measurer under its older name (callers outside the evaluator still read ``.worker``)."""
+        return self.measurer
+
     def close(self) -> None:
-        """Stop the worker (no process is left behind)."""
-        self.worker.close()
+        """Stop the measurer (no process is left behind)."""
+        self.measurer.close()
 
     def runnable_values(self) -> dict[str, list[Any]]:
         """Per knob, the values that can run here at all (a recording: the values it holds)."""
-        if isinstance(self.worker, ReplayMeasurer):
-            configs = self.worker.configs()
-            return {name: [value for value in self.task.space.knob(name).choices
-                           if any(config[name] == value for config in configs)] for name in self.task.space.names}
-        return runnable_values(self.task.space, self.fingerprint["device"])
+        return self.measurer.runnable_values(self.task.space)
 
     def key(self, config: Mapping[str, Any]) -> str:
-        """Cache key: task, model identity, workload, accuracy, config, fingerprint."""
+        """Cache key: task, model identity and seed, device, workload, accuracy spec, config, fingerprint."""
         return cache_key({**self._key_base, "config": dict(config)})
+
+    def lookup(self, config: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The cached record of a complete ``config`` measured under these same settings, or None."""
+        stored = self.cache.get(self.key(config))
+        # an entry whose status may not be served (e.g. written by an older version) is a miss
+        return stored if stored is not None and stored.get("status") in CACHEABLE else None
 
     def evaluate(self, config: Mapping[str, Any], *, fault: str | None = None,
                  tags: dict[str, Any] | None = None) -> Record:
@@ -87,22 +92,23 @@ class Evaluator:
         if violated:
             reply = {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {},
                      "error": error_payload("ConstraintViolated", f"violates: {'; '.join(violated)}")}
-        elif self.use_cache and fault is None and (hit := self.cache.get(key)) is not None:
+        elif self.use_cache and fault is None and (hit := self.lookup(full)) is not None:
             cached = self._from_cache(hit, started)
             cached.info = {**cached.info, **(tags or {})}
             return self._write(cached)
         else:
             payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault}
-            reply = self.worker.request(payload, timeout_s=self.task.timeout_s)
+            reply = self.measurer.request(payload, timeout_s=self.task.timeout_s)
             self.measurements += 1
         status = Status(reply["status"])
-        value, feasible = score(self.task.objective, status.value, reply["metrics"])
+        value, feasible = score(self.task.objective, status.value, reply["metrics"],
+                                (reply.get("info") or {}).get("reference_metrics"))
         record = Record(run=self.run_dir.name, task=self.task.id, space=self.task.space.label, trial=self.trial,
                         agent=self.agent, config=full, status=status.value, error=reply["error"],
                         metrics=reply["metrics"], objective=value, feasible=feasible, cached=False,
                         fingerprint=self.fingerprint, started_at=started,
                         duration_s=time.perf_counter() - clock, info=reply.get("info", {}))
-        if status.deterministic and not violated and fault is None:
+        if status.cacheable and not violated and fault is None:
             self.cache.put(key, record.to_dict())
         record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config
         return self._write(record)
@@ -111,7 +117,8 @@ class Evaluator:
         record = Record.from_dict(copy.deepcopy(stored))
         record.run, record.trial, record.agent = self.run_dir.name, self.trial, self.agent
         record.cached, record.started_at, record.duration_s = True, started, 0.0
-        record.objective, record.feasible = score(self.task.objective, record.status, record.metrics)
+        record.objective, record.feasible = score(self.task.objective, record.status, record.metrics,
+                                                  record.info.get("reference_metrics"))
         return record
 
     def _write(self, record: Record) -> Record:
@@ -119,3 +126,11 @@ class Evaluator:
         self.trial += 1
         after_record(self.trial)
         return record
+
+
+def _open_measurer(task: TaskSpec, run_dir: Path, worker_env: dict[str, str] | None, echo: bool) -> Measurer:
+    """The measurer that ``task.backend`` names."""
+    if task.backend == "replay":
+        return ReplayMeasurer(task.recording, task.space)
+    env = {"INFERTUNE_MODELS_DIR": str(models_dir(run_dir.parent)), **(worker_env or {})}
+    return WorkerClient(env=env, echo=echo, device=resolve_device(task.device))

@@ -24,7 +24,7 @@ class Journal:
 
     def __init__(self, records: list[Record]):
         self.pending = list(records)
-        self.replayed = 0
+        self.resumed = 0  # records handed back so far
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -33,7 +33,7 @@ class Journal:
         """The earliest pending record of exactly ``config`` (removed), or None."""
         for index, record in enumerate(self.pending):
             if record.config == dict(config):
-                self.replayed += 1
+                self.resumed += 1
                 return self.pending.pop(index)
         return None
 
@@ -41,6 +41,6 @@ class Journal:
         """The pending record with run-local trial number ``trial`` (removed), or None."""
         for index, record in enumerate(self.pending):
             if record.trial == trial:
-                self.replayed += 1
+                self.resumed += 1
                 return self.pending.pop(index)
         return None

@@ -42,13 +42,13 @@ class TuningSession:
         self.allowed = evaluator.runnable_values()
         self.journal = journal or Journal([])
         self._start = evaluator.measurements
-        self._replayed_spent = 0  # budget spent outside this evaluator: resumed records, parallel envs
-        self.last_replayed = False  # the latest record came from the interrupted attempt
+        self._spent_elsewhere = 0  # budget spent outside this evaluator: resumed records, parallel envs
+        self.last_resumed = False  # the latest record came from the interrupted attempt
 
     @property
     def spent(self) -> int:
         """Measurements paid for so far (a resumed run's earlier ones included)."""
-        return self.evaluator.measurements - self._start + self._replayed_spent
+        return self.evaluator.measurements - self._start + self._spent_elsewhere
 
     @property
     def exhausted(self) -> bool:
@@ -62,22 +62,22 @@ class TuningSession:
         """
         if self.exhausted:
             raise BudgetExhausted(f"budget of {self.budget} measurements spent")
-        replayed_before = self.journal.replayed
+        resumed_before = self.journal.resumed
         record = self.journal.take(self.evaluator.task.space.complete(config))
         if record is None:
             record = self.evaluator.evaluate(config, tags=tags)
         else:
-            self._replayed_spent += spent_budget(record)
-        self._admit(record, replayed=self.journal.replayed > replayed_before)
+            self._spent_elsewhere += spent_budget(record)
+        self._admit(record, resumed=self.journal.resumed > resumed_before)
         return record
 
-    def adopt(self, record: Record, replayed: bool = True) -> None:
+    def adopt(self, record: Record, resumed: bool = True) -> None:
         """Count a record measured elsewhere: an interrupted attempt's (resume) or a parallel env's (PPO)."""
-        self._replayed_spent += spent_budget(record)
-        self._admit(record, replayed=replayed)
+        self._spent_elsewhere += spent_budget(record)
+        self._admit(record, resumed=resumed)
 
-    def _admit(self, record: Record, replayed: bool) -> None:
-        self.last_replayed = replayed
+    def _admit(self, record: Record, resumed: bool) -> None:
+        self.last_resumed = resumed
         self.records.append(record)
         self._check_failing(record)
         self.spent_after.append(self.spent)

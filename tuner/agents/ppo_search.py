@@ -57,7 +57,7 @@ class ParallelBudget(BaseCallback):
     def _on_step(self) -> bool:
         for info in self.locals["infos"]:
             if "record" in info:
-                self.session.adopt(Record.from_dict(info["record"]), replayed=info["replayed"])
+                self.session.adopt(Record.from_dict(info["record"]), resumed=info["resumed"])
         if self.session.exhausted:
             return False
         self._share()

@@ -98,7 +98,7 @@ class TuningEnv(gym.Env):
         # replays a step after reset and expects the same info.
         info = {"status": record.status, "objective": record.objective}
         if self.report_records:
-            info.update({"record": record.to_dict(), "replayed": self.session.last_replayed})
+            info.update({"record": record.to_dict(), "resumed": self.session.last_resumed})
         return self._observe(), float(reward), False, self.session.exhausted, info
 
     def action_masks(self) -> np.ndarray:

@@ -1,1 +1,2 @@
-"""Measuring one config: worker subprocess, launcher, backends, cache, fingerprint, status."""
+"""Measuring one config: the Measurer interface (measurer.py) and its backends (HF worker via launcher, replay),
+cache, fingerprint, feasibility, status."""

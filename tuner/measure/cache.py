@@ -1,4 +1,9 @@
-"""Measurement cache: one JSON file per (task, model, workload, config, fingerprint) key, shareable by workers."""
+"""Measurement cache: one JSON file per key, shareable by workers.
+
+The key (built by the Evaluator) hashes everything that can change a number: task, model identity and seed,
+workload, accuracy spec, config and the hardware/software fingerprint. Only ``ok`` and ``infeasible`` results
+are stored (see ``Status.cacheable``).
+"""
 
 from __future__ import annotations
 

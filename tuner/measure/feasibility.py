@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from typing import Any
 
 from tuner.measure.fingerprint import device_count
 from tuner.space import SearchSpace
 
 
-def runnable_values(space: SearchSpace, device: str) -> dict[str, list[Any]]:
-    """Per knob, the values that can run on ``device`` with the installed libraries (others are infeasible)."""
+def runnable_values(space: SearchSpace, device: str, env: Mapping[str, str] | None = None) -> dict[str, list[Any]]:
+    """Per knob, the values that can run on ``device`` with the installed libraries (others are infeasible).
+
+    ``env`` is the measuring process's environment: a worker limited to one GPU cannot shard over two.
+    """
     allowed: dict[str, list[Any]] = {}
     for knob in space.knobs:
         if knob.name == "shard_count":
-            allowed[knob.name] = [value for value in knob.choices if value <= device_count(device)]
+            available = device_count(device, env)
+            allowed[knob.name] = [value for value in knob.choices if value <= available]
         elif knob.name == "quantization":
             has_torchao = importlib.util.find_spec("torchao") is not None
             allowed[knob.name] = [value for value in knob.choices if _quantization_runs(value, device, has_torchao)]

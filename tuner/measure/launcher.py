@@ -17,19 +17,26 @@ import threading
 import time
 from typing import Any
 
+from tuner.measure.feasibility import runnable_values
+from tuner.measure.fingerprint import fingerprint
 from tuner.measure.protocol import decode, encode, error_payload
 from tuner.measure.status import Status
+from tuner.space import SearchSpace
 
 LOG_LINES = 40
 
 
 class WorkerClient:
-    """One live worker process, replaced whenever it dies, hangs or asks to be restarted."""
+    """The HF measurer: one live worker process (sharded configs fan out from it), replaced when it dies or hangs."""
 
-    def __init__(self, startup_timeout_s: float = 300.0, env: dict[str, str] | None = None, echo: bool = False):
+    def __init__(self, startup_timeout_s: float = 300.0, env: dict[str, str] | None = None, echo: bool = False,
+                 device: str = "cpu"):
         self.startup_timeout_s = startup_timeout_s
         self.env = env
         self.echo = echo
+        self.device = device
+        # read in the worker's environment: CUDA_VISIBLE_DEVICES there decides what it measures on
+        self.fingerprint = fingerprint(device, self._environment())
         self.process: subprocess.Popen | None = None
         self._reply_fd: int | None = None
         self._buffer = b""
@@ -42,6 +49,13 @@ class WorkerClient:
         """PID of the live worker, if any."""
         return self.process.pid if self.process and self.process.poll() is None else None
 
+    def _environment(self) -> dict[str, str]:
+        return {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+
+    def runnable_values(self, space: SearchSpace) -> dict[str, list[Any]]:
+        """Per knob, the values the worker's device and libraries can run (others are infeasible)."""
+        return runnable_values(space, self.device, self._environment())
+
     def _drain(self, stream: Any) -> None:
         for raw in iter(stream.readline, b""):
             line = raw.decode(errors="replace").rstrip()
@@ -53,7 +67,7 @@ class WorkerClient:
     def start(self) -> dict[str, Any] | None:
         """Start a worker; None when it is ready, else a failure reply (crash or timeout)."""
         read_fd, write_fd = os.pipe()
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
+        env = self._environment()
         self._log.clear()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tuner.measure.worker", "--reply-fd", str(write_fd)],

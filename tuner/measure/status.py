@@ -22,6 +22,12 @@ class Status(StrEnum):
         return self in (Status.OK, Status.UNSTABLE)
 
     @property
-    def deterministic(self) -> bool:
-        """Whether repeating the same config on the same machine gives the same status (so it may be cached)."""
-        return self in (Status.OK, Status.UNSTABLE, Status.INFEASIBLE)
+    def cacheable(self) -> bool:
+        """Whether measuring again with the same cache key gives the same outcome, so the cache may answer.
+
+        ``unstable`` is not: its repeats disagreed, so another try may be ``ok``. Failures (oom, crash, timeout,
+        error) may be transient. ``infeasible`` is, because the key holds every machine fact a backend rules
+        it out by (device and its count, cores, library versions, model); a constraint violation is decided
+        before the cache and never stored.
+        """
+        return self in (Status.OK, Status.INFEASIBLE)

@@ -44,9 +44,9 @@ def recording_identity(path: Path) -> str:
 
 
 class ReplayMeasurer:
-    """Looks configs up in a recording; a config the recording lacks is infeasible ("not in recording")."""
+    """The replay measurer: looks configs up in a recording; a config it lacks is infeasible ("not in recording")."""
 
-    starts = 0
+    starts = 0  # no process: nothing is ever run
     pid = None
 
     def __init__(self, recording: Path, space: SearchSpace):
@@ -72,6 +72,12 @@ class ReplayMeasurer:
     def configs(self) -> list[dict[str, Any]]:
         """Every config the recording answers for."""
         return [json.loads(key) for key in self._table]
+
+    def runnable_values(self, space: SearchSpace) -> dict[str, list[Any]]:
+        """Per knob, the values the recording holds (any other value could only come back "not in recording")."""
+        configs = self.configs()
+        return {name: [value for value in space.knob(name).choices if any(config[name] == value for config in configs)]
+                for name in space.names}
 
     def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """The recorded outcome of ``payload['config']``."""
