@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -123,3 +124,30 @@ def test_compare_is_one_parent_with_every_trial(tmp_path, agents):
     trials = [run for run in mirrored if run.data.tags["infertune.kind"] == "trial"]
     records = sum(len(path.read_text().splitlines()) for path in (runs / "c").glob("*/records.jsonl"))
     assert len(parents) == 1 and parents[0].info.run_name == "c" and len(trials) == records
+
+
+def test_sync_tags_the_best_of_parallel_envs(tmp_path):
+    """With ``--envs N`` the records live in env<i>/ and belong to ``env<i>``: sync still tags the best one."""
+    runs = tmp_path / "runs"
+    tuned = infertune("tune", str(REPLAY), "--agent", "ppo", "--envs", "2", "--budget", "8", "--run", "vec",
+                      "--no-mlflow", runs=runs)
+    assert tuned.returncode == 0, tuned.stderr[-3000:]
+    records = [json.loads(line) for index in range(2)
+               for line in (runs / "vec" / f"env{index}" / "records.jsonl").read_text().splitlines()]
+    assert {record["run"] for record in records} == {"env0", "env1"}
+    ranked = [record for record in records if record["status"] == "ok" and record["feasible"]]
+    best = max(record["objective"] for record in ranked)
+    synced = infertune("sync", "vec", runs=runs)
+    assert synced.returncode == 0, synced.stderr
+    trials = [run for run in _runs(_client(runs), "smollm2-cpu-replay") if run.data.tags["infertune.kind"] == "trial"]
+    assert len(trials) == len(records)
+    deployable = [run for run in trials if run.data.tags.get("deployable") == "true"]
+    assert len(deployable) == 1
+    tags = deployable[0].data.tags
+    record = next(item for item in records
+                  if item["run"] == tags["infertune.run"] and item["trial"] == int(tags["infertune.trial"]))
+    assert record in ranked and record["objective"] == best == deployable[0].data.metrics["objective"]
+    summary = json.loads((runs / "vec" / "summary.json").read_text())
+    assert record["config"] == summary["best"]["config"]
+    names = {item.path for item in _client(runs).list_artifacts(deployable[0].info.run_id)}
+    assert {"config.json", "export", "trials.csv"} <= names

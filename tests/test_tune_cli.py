@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,40 @@ def test_compare_on_replay(tmp_path):
     assert len(curves) == 3 * 2 * 8
     report = json.loads((out / "compare.json").read_text())
     assert report["best_known"] > 0 and (out / "best_so_far.png").stat().st_size > 10_000
-    for row in report["agents"]:
-        assert 1 <= row["to95_min"] <= row["to95_mean"] <= row["to95_max"] <= 9
+    inside, best = _landscape(REPLAY)
+    assert report["best_known"] == best
+    for row in report["agents"]:  # measurements to 95%, counted again from each seed's records
+        hits = [_first_reaching(out / f"{row['agent']}-seed{seed}" / "records.jsonl", inside, 0.95 * best)
+                for seed in (0, 1)]
+        counted = [hit if hit is not None else 9 for hit in hits]  # unreached: budget + 1
+        assert row["reached"] == sum(hit is not None for hit in hits)
+        assert (row["to95_min"], row["to95_max"], row["to95_mean"]) == (min(counted), max(counted), sum(counted) / 2)
+    assert any(row["reached"] for row in report["agents"])  # the count was checked on real hits, not only misses
     assert "measurements to 95%" in result.stdout
+
+
+def _landscape(task_file: Path) -> tuple[Callable[[dict], bool], float]:
+    """(inside the task's bounds?, best feasible tokens/s), read from the task and its recording, not via tuner."""
+    import yaml
+
+    task = yaml.safe_load(task_file.read_text())
+    bounds = task["objective"]["constraints"]
+
+    def inside(row: dict) -> bool:
+        return (row["status"] == "ok" and row["metrics"]["latency_p95_s"] <= bounds["latency_p95_s"]["max"]
+                and row["metrics"]["top1_agree"] >= bounds["top1_agree"]["min"])
+
+    rows = [json.loads(line) for line in (task_file.parent / task["recording"]).read_text().splitlines()]
+    return inside, max(row["metrics"]["tokens_per_s"] for row in rows if inside(row))
+
+
+def _first_reaching(records_file: Path, inside: Callable[[dict], bool], target: float) -> int | None:
+    """Measurements spent when a record first reached ``target`` (cache hits and rejections spend none)."""
+    spent = 0
+    for line in records_file.read_text().splitlines():
+        record = json.loads(line)
+        rejected = (record["error"] or {}).get("type") == "ConstraintViolated"
+        spent += not record["cached"] and not rejected
+        if inside(record) and record["metrics"]["tokens_per_s"] >= target:
+            return spent
+    return None

@@ -19,7 +19,7 @@ from tuner.measure.backends.replay import read_recording
 from tuner.objective import score
 from tuner.plots import curves_plot
 from tuner.records import Record
-from tuner.report import table
+from tuner.report import known, shown, table
 from tuner.session import rankable
 from tuner.task import TaskSpec
 from tuner.tuning import Tracker, run_tune
@@ -46,7 +46,7 @@ def best_so_far(records: Sequence[Record], spent_after: Sequence[int], budget: i
     curve = []
     for measurements in range(1, budget + 1):
         values = [record.metrics[metric] for record, spent in zip(records, spent_after, strict=True)
-                  if spent <= measurements and rankable(record)]
+                  if spent <= measurements and rankable(record) and known(record.metrics.get(metric))]
         curve.append((max(values) if maximize else min(values)) if values else math.nan)
     return curve
 
@@ -54,11 +54,13 @@ def best_so_far(records: Sequence[Record], spent_after: Sequence[int], budget: i
 def best_known(task: TaskSpec, runs: Sequence[Sequence[Record]]) -> float:
     """Best feasible value of the objective's metric: over the recording (replay) and every compared run."""
     metric = task.objective.metric
-    values = [record.metrics[metric] for records in runs for record in records if rankable(record)]
+    values = [record.metrics[metric] for records in runs for record in records
+              if rankable(record) and known(record.metrics.get(metric))]
     if task.recording is not None:
         for row in read_recording(task.recording):
-            if row["status"] == "ok" and score(task.objective, row["status"], row.get("metrics"))[1]:
-                values.append(row["metrics"][metric])
+            value = (row.get("metrics") or {}).get(metric)
+            if row["status"] == "ok" and known(value) and score(task.objective, row["status"], row.get("metrics"))[1]:
+                values.append(value)
     if not values:
         return math.nan
     return max(values) if task.objective.direction == "maximize" else min(values)
@@ -135,9 +137,8 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
             curve = best_so_far(result.records, result.spent_after, budget, metric,
                                 task.objective.direction == "maximize")
             seed_runs.append(SeedRun(agent.name, seed, curve, run_dir))
-            shown = f"{curve[-1]:.1f}" if curve[-1] == curve[-1] else "none"
-            progress(f"{agent.name} seed {seed}: best {metric} {shown} after {result.summary['measurements']} "
-                     f"measurements")
+            progress(f"{agent.name} seed {seed}: best {metric} {shown(curve[-1], '.1f')} after "
+                     f"{result.summary['measurements']} measurements")
     reference = best_known(task, all_records)
     rows = summarize(task, seed_runs, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -167,7 +168,7 @@ def compare_table(report: dict[str, Any]) -> str:
     budget = report["budget"]
     rows = [[row["agent"], f"{row['reached']}/{row['seeds']}",
              f"{row['to95_mean']:.1f}" + ("" if row["reached"] == row["seeds"] else f" (≥, unreached = {budget + 1})"),
-             f"{row['to95_min']}-{row['to95_max']}", f"{row['final_mean']:.1f}", f"{row['regret_mean']:.3f}"]
+             f"{row['to95_min']}-{row['to95_max']}", shown(row["final_mean"], ".1f"), shown(row["regret_mean"], ".3f")]
             for row in report["agents"]]
     return table(["agent", "reached 95%", "measurements to 95% (mean)", "min-max", f"final best {report['metric']}",
                   "regret (log)"], rows)

@@ -1,10 +1,11 @@
-"""Pareto fronts over measured records (pure Python)."""
+"""Pareto fronts over measured records (pure Python); a metric missing (null) somewhere is left out."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from tuner.records import Record
+from tuner.report import known
 
 # (metric, +1 to maximize / -1 to minimize): the trade-offs a deployer weighs
 FRONT_METRICS: tuple[tuple[str, int], ...] = (("tokens_per_s", 1), ("latency_p95_s", -1), ("top1_agree", 1),
@@ -21,13 +22,35 @@ def _dominates(a: Record, b: Record, metrics: Sequence[tuple[str, int]]) -> bool
     return better_somewhere
 
 
-def pareto_front(records: Sequence[Record], metrics: Sequence[tuple[str, int]] = FRONT_METRICS) -> list[Record]:
-    """Measured, non-cached-duplicate records that no other record beats on every metric (by throughput)."""
+def _measured(records: Sequence[Record], first: str) -> list[Record]:
+    """Measured records with the leading metric known, one per config (the first measurement of it)."""
     unique: dict[str, Record] = {}
     for record in records:
-        if record.status in ("ok", "unstable") and all(record.metrics.get(name) is not None for name, _ in metrics):
+        if record.status in ("ok", "unstable") and known(record.metrics.get(first)):
             unique.setdefault(repr(sorted(record.config.items())), record)
-    candidates = list(unique.values())
+    return list(unique.values())
+
+
+def front_metrics(records: Sequence[Record],
+                  metrics: Sequence[tuple[str, int]] = FRONT_METRICS) -> list[tuple[str, int]]:
+    """The metrics a front can weigh: the first (always), and every other one known for every candidate.
+
+    A metric that a candidate lacks (null: a foreign recording, a backend that cannot read it) cannot rank that
+    candidate against the others, so it is left out for all of them rather than guessed.
+    """
+    candidates = _measured(records, metrics[0][0])
+    return [metrics[0], *(item for item in metrics[1:]
+                          if candidates and all(known(record.metrics.get(item[0])) for record in candidates))]
+
+
+def pareto_front(records: Sequence[Record], metrics: Sequence[tuple[str, int]] = FRONT_METRICS) -> list[Record]:
+    """Measured, non-cached-duplicate records that no other record beats on every metric of ``front_metrics``.
+
+    Sorted by the first metric, best first; records lacking the first metric are not on the front.
+    """
+    used = front_metrics(records, metrics)
+    candidates = _measured(records, metrics[0][0])
     front = [record for record in candidates
-             if not any(_dominates(other, record, metrics) for other in candidates if other is not record)]
-    return sorted(front, key=lambda record: -record.metrics["tokens_per_s"])
+             if not any(_dominates(other, record, used) for other in candidates if other is not record)]
+    name, sign = metrics[0]
+    return sorted(front, key=lambda record: -sign * record.metrics[name])

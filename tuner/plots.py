@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tuner.records import Record
+from tuner.report import MISSING, known
 
 
 def _pyplot():
@@ -31,20 +33,33 @@ def _save(plt, figure, path: Path) -> Path:
     return path
 
 
+def _points(records: Sequence[Record], x: str, y: str) -> tuple[list[Record], list[float], list[float]]:
+    """The records with both metrics known (a null or NaN cannot be placed on an axis)."""
+    kept = [record for record in records if known(record.metrics.get(x)) and known(record.metrics.get(y))]
+    return kept, [record.metrics[x] for record in kept], [record.metrics[y] for record in kept]
+
+
 def pareto_plot(records: Sequence[Record], front: Sequence[Record], path: Path, title: str) -> Path:
-    """Throughput against p95 latency and against top-1 agreement; the front highlighted, best starred."""
+    """Throughput against p95 latency and against top-1 agreement; the front highlighted, best starred.
+
+    Records missing a plotted metric are left off that panel, and the panel says how many (``n/a``).
+    """
     plt = _pyplot()
     measured = [record for record in records if record.status in ("ok", "unstable")]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
     for axis, (metric, label) in zip(axes, (("latency_p95_s", "latency p95 (s)"),
                                             ("top1_agree", "top-1 agreement with reference")), strict=True):
-        axis.scatter([r.metrics[metric] for r in measured], [r.metrics["tokens_per_s"] for r in measured],
-                     c="#bbbbbb", label="measured", s=22)
-        axis.scatter([r.metrics[metric] for r in front], [r.metrics["tokens_per_s"] for r in front],
-                     c="#d62728", label="Pareto front", s=40)
-        for record in front:
+        placed, xs, ys = _points(measured, metric, "tokens_per_s")
+        axis.scatter(xs, ys, c="#bbbbbb", label="measured", s=22)
+        on_front, xs, ys = _points(front, metric, "tokens_per_s")
+        axis.scatter(xs, ys, c="#d62728", label="Pareto front", s=40)
+        for record in on_front:
             axis.annotate(str(record.trial), (record.metrics[metric], record.metrics["tokens_per_s"]), fontsize=7,
                           xytext=(3, 3), textcoords="offset points")
+        missing = len(measured) - len(placed)
+        if missing:
+            axis.text(0.5, 0.5 if not placed else 0.02, f"{missing} of {len(measured)} measured: {metric} or "
+                      f"tokens_per_s {MISSING}", transform=axis.transAxes, ha="center", fontsize=8, color="#555555")
         _label(axis, label, "tokens / s")
     axes[0].legend(loc="best", fontsize=8)
     figure.suptitle(title)
@@ -61,12 +76,13 @@ def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, tit
     for agent, runs in curves.items():
         values = np.array(runs, dtype=float)
         steps = np.arange(1, values.shape[1] + 1)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a step where no seed has a value yet stays NaN
             mean = np.nanmean(values, axis=0)
             low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
         axis.plot(steps, mean, label=f"{agent} (mean of {len(runs)})")
         axis.fill_between(steps, low, high, alpha=0.15)
-    if reference is not None:
+    if known(reference):  # nothing feasible anywhere: no line to draw
         axis.axhline(reference, color="black", linestyle="--", linewidth=1, label="best known")
         axis.axhline(0.95 * reference, color="grey", linestyle=":", linewidth=1, label="95% of best known")
     _label(axis, xlabel, ylabel)

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
 from tuner.records import Record
 from tuner.space import SearchSpace
 
-METRIC_COLUMNS = (("tokens_per_s", "tok/s", "{:.1f}"), ("ttft_s", "ttft_s", "{:.3f}"), ("tpot_s", "tpot_s", "{:.4f}"),
-                  ("latency_p50_s", "p50_s", "{:.3f}"), ("latency_p95_s", "p95_s", "{:.3f}"),
-                  ("peak_mem_mb", "mem_MB", "{:.0f}"), ("warmup_s", "warmup_s", "{:.2f}"),
-                  ("top1_agree", "top1", "{:.3f}"), ("kl", "kl", "{:.2e}"), ("repeats", "reps", "{}"),
-                  ("cv", "cv", "{:.3f}"))
+MISSING = "n/a"  # how a metric that was not measured (null in the record) is shown everywhere
+METRIC_COLUMNS = (("tokens_per_s", "tok/s", ".1f"), ("ttft_s", "ttft_s", ".3f"), ("tpot_s", "tpot_s", ".4f"),
+                  ("latency_p50_s", "p50_s", ".3f"), ("latency_p95_s", "p95_s", ".3f"),
+                  ("peak_mem_mb", "mem_MB", ".0f"), ("warmup_s", "warmup_s", ".2f"),
+                  ("top1_agree", "top1", ".3f"), ("kl", "kl", ".2e"), ("repeats", "reps", ""),
+                  ("cv", "cv", ".3f"))
+
+
+def known(value: Any) -> bool:
+    """True for a real number (not null, not NaN/inf, not a bool): a metric that was measured."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def shown(value: Any, spec: str = "") -> str:
+    """``value`` formatted with the format ``spec`` (e.g. ``.1f``), or ``n/a`` when it was not measured."""
+    return format(value, spec) if known(value) else MISSING
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -23,9 +35,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])
 
 
-def _metric(record: Record, name: str, pattern: str) -> str:
-    value = record.metrics.get(name)
-    return "-" if value is None else pattern.format(value)
+def metric_text(record: Record, name: str, spec: str = "") -> str:
+    """One metric of a record, formatted, or ``n/a`` when the record lacks it."""
+    return shown(record.metrics.get(name), spec)
 
 
 def records_table(records: Sequence[Record], knobs: Sequence[str]) -> str:
@@ -36,8 +48,8 @@ def records_table(records: Sequence[Record], knobs: Sequence[str]) -> str:
         status = record.status + (" (cached)" if record.cached else "")
         rows.append([record.trial, *(str(record.config.get(knob)).lower() if isinstance(record.config.get(knob), bool)
                                      else record.config.get(knob) for knob in knobs), status,
-                     *(_metric(record, name, pattern) for name, _, pattern in METRIC_COLUMNS),
-                     f"{record.objective:.3f}"])
+                     *(metric_text(record, name, spec) for name, _, spec in METRIC_COLUMNS),
+                     shown(record.objective, ".3f")])
     return table(headers, rows)
 
 
@@ -71,24 +83,26 @@ def outcome_text(record: Record) -> str:
     if record.status not in ("ok", "unstable"):
         message = (record.error or {}).get("message", "")
         return f"{record.status}: {message[:90]}"
-    metrics = record.metrics
-    return (f"{record.status} {metrics['tokens_per_s']:.1f} tok/s p95 {metrics['latency_p95_s']:.3f} s "
-            f"top1 {metrics['top1_agree']:.3f} mem {metrics['peak_mem_mb']:.0f} MB")
+    return (f"{record.status} {metric_text(record, 'tokens_per_s', '.1f')} tok/s "
+            f"p95 {metric_text(record, 'latency_p95_s', '.3f')} s top1 {metric_text(record, 'top1_agree', '.3f')} "
+            f"mem {metric_text(record, 'peak_mem_mb', '.0f')} MB")
 
 
 def trial_line(spent: int, budget: int, record: Record, best: Record | None) -> str:
     """The progress line printed after each trial: n/N, config, outcome, best so far."""
     width = len(str(budget))
-    cost = "cached, free" if record.cached else f"{record.duration_s:.1f} s"
-    best_text = (f"best {best.metrics['tokens_per_s']:.1f} tok/s (trial {best.trial})" if best is not None
+    cost = "cached, free" if record.cached else f"{shown(record.duration_s, '.1f')} s"
+    best_text = (f"best {metric_text(best, 'tokens_per_s', '.1f')} tok/s (trial {best.trial})" if best is not None
                  else "best: none feasible yet")
     return (f"[{spent:>{width}}/{budget}] trial {record.trial}: {config_text(record.config)} | {outcome_text(record)}"
             f" ({cost}) | {best_text}")
 
 
+PARETO_COLUMNS = (("tokens_per_s", ".1f"), ("latency_p95_s", ".3f"), ("top1_agree", ".3f"), ("peak_mem_mb", ".0f"))
+
+
 def pareto_table(front: Sequence[Record], knobs: Sequence[str]) -> str:
     """The Pareto front as a table: trial, varying knobs, the four trade-off metrics."""
     rows = [[record.trial, *(_short(record.config.get(knob)) for knob in knobs),
-             f"{record.metrics['tokens_per_s']:.1f}", f"{record.metrics['latency_p95_s']:.3f}",
-             f"{record.metrics['top1_agree']:.3f}", f"{record.metrics['peak_mem_mb']:.0f}"] for record in front]
+             *(metric_text(record, name, spec) for name, spec in PARETO_COLUMNS)] for record in front]
     return table(["trial", *knobs, "tok/s", "p95_s", "top1", "mem_MB"], rows)

@@ -15,14 +15,16 @@ from tuner.agents import Agent
 from tuner.evaluator import Evaluator
 from tuner.export import TARGETS, ExportContext, export_to
 from tuner.journal import Journal
-from tuner.pareto import pareto_front
+from tuner.pareto import front_metrics, pareto_front
 from tuner.plots import pareto_plot
 from tuner.records import Record
-from tuner.report import config_text, pareto_table, trial_line
+from tuner.report import config_text, metric_text, pareto_table, trial_line
 from tuner.session import TuningSession
 from tuner.task import TaskSpec
 
 RUN_SETTINGS = "run.json"  # what --resume needs to restart the same search
+FRONT_LABELS = {"tokens_per_s": "tokens/s", "latency_p95_s": "latency p95", "top1_agree": "top1_agree",
+                "peak_mem_mb": "memory"}
 
 
 class Tracker(Protocol):
@@ -52,8 +54,8 @@ class TuneResult:
 
 
 def _record_brief(record: Record) -> dict[str, Any]:
-    return {"trial": record.trial, "config": record.config, "status": record.status, "metrics": record.metrics,
-            "objective": record.objective, "cached": record.cached}
+    return {"run": record.run, "trial": record.trial, "config": record.config, "status": record.status,
+            "metrics": record.metrics, "objective": record.objective, "cached": record.cached}
 
 
 def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: Path, cache_dir: Path | None = None,
@@ -73,7 +75,7 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
         if tracker is not None:
             tracker.log_record(record)
         if out is not None:
-            resumed = " [from the interrupted run]" if session.last_replayed else ""
+            resumed = " [from the interrupted run]" if session.last_resumed else ""
             print(trial_line(session.spent, session.budget, record, session.best) + resumed, file=out, flush=True)
 
     with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir) as evaluator:
@@ -86,7 +88,7 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
         "run": run_dir.name, "task": task.id, "task_file": str(task.source.resolve()),
         "space": task.space.label, "agent": agent.describe(), "seed": seed,
         "budget": budget, "measurements": session.spent, "trials": len(session.records),
-        "resumed_records": session.journal.replayed,
+        "resumed_records": session.journal.resumed,
         "best": _record_brief(best) if best else None,
         "pareto": [_record_brief(record) for record in front],
         "records": str(run_dir / "records.jsonl"), "fingerprint": session.evaluator.fingerprint,
@@ -187,13 +189,17 @@ def final_report(result: TuneResult, task: TaskSpec) -> str:
         best = result.best
         lines.append(f"best deployable config (trial {best.trial}, objective {best.objective:.3f}):")
         lines.append(f"  {config_text(best.config)}")
-        lines.append(f"  {best.metrics['tokens_per_s']:.1f} tok/s, p95 {best.metrics['latency_p95_s']:.3f} s, "
-                     f"top1 {best.metrics['top1_agree']:.3f}, kl {best.metrics['kl']:.2e}, "
-                     f"{best.metrics['peak_mem_mb']:.0f} MB")
+        lines.append(f"  {metric_text(best, 'tokens_per_s', '.1f')} tok/s, "
+                     f"p95 {metric_text(best, 'latency_p95_s', '.3f')} s, "
+                     f"top1 {metric_text(best, 'top1_agree', '.3f')}, kl {metric_text(best, 'kl', '.2e')}, "
+                     f"{metric_text(best, 'peak_mem_mb', '.0f')} MB")
     if result.front:
         varying = [name for name in task.space.names
                    if len({str(record.config.get(name)) for record in result.front}) > 1]
-        lines += ["", "Pareto front (tokens/s, latency p95, top1_agree, memory):",
+        weighed = [name for name, _ in front_metrics(result.records)]
+        left_out = [FRONT_LABELS[name] for name in FRONT_LABELS if name not in weighed]
+        lines += ["", f"Pareto front ({', '.join(FRONT_LABELS[name] for name in weighed)}"
+                  + (f"; {', '.join(left_out)} n/a for some config, not weighed" if left_out else "") + "):",
                   pareto_table(result.front, varying)]
     lines += ["", f"run folder: {result.run_dir} (summary.json, records.jsonl, pareto.png)"]
     return "\n".join(lines)

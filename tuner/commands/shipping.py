@@ -7,14 +7,19 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tuner.commands.common import mlflow_mirror, runs_folder, task_file_of
 from tuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuner.records import Record
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the serving-stack files for a run's best config, a trial, or the best ever measured for a task."""
     from tuner.export import TARGETS, export_to
+    from tuner.report import metric_text
     from tuner.task import load_task
     from tuner.tuning import export_context
 
@@ -32,7 +37,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     paths, warnings = export_to(targets, record.config, export_context(task, record, runs, mlflow_id), out_dir)
     for warning in warnings:
         print(f"infertune: warning: {warning}", file=sys.stderr)
-    print(f"exported trial {record.trial} of {record.run} ({record.metrics.get('tokens_per_s', 0):.1f} tok/s):")
+    print(f"exported trial {record.trial} of {record.run} ({metric_text(record, 'tokens_per_s', '.1f')} tok/s):")
     for path in paths:
         print(f"  {path}")
     return 0
@@ -96,16 +101,36 @@ def cmd_sync(args: argparse.Namespace) -> int:
     before = len(tracker.trial_runs)
     for record in records:
         tracker.log_record(record)
-    best = summary.get("best")
+    best = _summary_best(records, summary) or _best_of(records)
     if best is not None:
-        record = next((r for r in records if r.trial == best["trial"] and r.run == run_dir.name), None)
-        if record is not None:
-            tracker.mark_deployable(record, deployable_artifacts(run_dir))
+        tracker.mark_deployable(best, deployable_artifacts(run_dir))
     tracker.finish(summary or None)
     added = len(tracker.trial_runs) - before
     print(f"synced {run_dir.name}: {added} trial runs added, {before} already in MLflow, "
           f"{tracker.failures} failed uploads ({tracker.tracking_uri})")
     return 0 if tracker.failures == 0 else 1
+
+
+def _summary_best(records: list[Record], summary: dict[str, Any]) -> Record | None:
+    """The record summary.json calls best; with ``--envs N`` it lives in env<i>/, so match it by content."""
+    best = summary.get("best")
+    if best is None:
+        return None
+    keys = ("trial", "config", "status", "objective", "cached")
+    matches = [record for record in records if all(getattr(record, key) == best[key] for key in keys)]
+    named = [record for record in matches if record.run == best.get("run", record.run)]
+    return (named or matches or [None])[0]
+
+
+def _best_of(records: list[Record]) -> Record | None:
+    """The best rankable record (the first of equals, as a tuning session picks it) of a run without a summary."""
+    from tuner.session import rankable
+
+    best = None
+    for record in records:
+        if rankable(record) and (best is None or record.objective > best.objective):
+            best = record
+    return best
 
 
 def cmd_ui(args: argparse.Namespace) -> int:

@@ -104,6 +104,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """Compare agents over seeds on one task and budget; table on stdout, CSV and PNG under runs/."""
     from tuner.agents import AGENT_NAMES, make_agent
     from tuner.compare import compare_table, run_compare
+    from tuner.report import shown
     from tuner.task import load_task
 
     task = load_task(args.env)
@@ -121,7 +122,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     report = run_compare(task, factories, budget=budget, seeds=range(args.seeds), out_dir=out_dir,
                          progress=lambda line: print(line, flush=True), tracker=tracker)
     print()
-    print(f"best known feasible {report['metric']}: {report['best_known']:.1f}")
+    print(f"best known feasible {report['metric']}: {shown(report['best_known'], '.1f')}")
     print(compare_table(report))
     print(f"\nfiles: {out_dir}/compare.csv, curves.csv, best_so_far.png, compare.json")
     return 0

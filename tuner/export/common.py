@@ -8,8 +8,12 @@ from typing import Any
 
 import yaml
 
+from tuner.report import shown
+
 STATIC_BATCH_NOTE = ("infertune measured batch_size as a static batch (all sequences start and stop together); "
                      "this stack batches continuously, so the value below caps concurrent sequences instead")
+HEADER_METRICS = {"tokens_per_s": ".1f", "latency_p95_s": ".3f", "ttft_s": ".3f", "tpot_s": ".4f", "top1_agree": ".3f",
+                  "kl": ".3g", "peak_mem_mb": ".0f"}  # shown in every file's header, n/a where not measured
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,11 @@ class Exported:
 
 def header(stack: str, context: ExportContext, config: dict[str, Any], comment: str = "#") -> list[str]:
     """Comment lines that open every exported file: task, model, measured metrics, MLflow run."""
-    metrics = context.metrics
-    shown = ", ".join(f"{name} {metrics[name]:.4g}" for name in ("tokens_per_s", "latency_p95_s", "ttft_s",
-                                                                   "tpot_s", "top1_agree", "kl", "peak_mem_mb")
-                      if isinstance(metrics.get(name), int | float))
+    figures = ", ".join(f"{name} {shown(context.metrics.get(name), spec)}" for name, spec in HEADER_METRICS.items())
     lines = [f"infertune export for {stack}",
              f"task: {context.task}   model: {context.model}",
              "measured config: " + " ".join(f"{key}={value}" for key, value in config.items()),
-             f"measured: {shown or 'no metrics'}",
+             f"measured: {figures}",
              f"infertune run: {context.run or '-'} trial {context.trial if context.trial is not None else '-'}"
              f"   MLflow run: {context.mlflow_run_id or '-'}"]
     if context.model_note:

@@ -6,6 +6,11 @@ from typing import Any
 
 from tuner.export.common import ExportContext, Exported, as_flags, gap, shard_gaps, yaml_config
 
+# infertune's weight-only quantizations and how SGLang's nearest online setting (fp8) differs from each
+WEIGHT_ONLY = {"int8-weight-only": "the same weight memory as int8",
+               "int4-weight-only": "about twice int4's weight memory (an int4 AWQ/GPTQ checkpoint, loaded without "
+                                   "--quantization, is the closer match)"}
+
 
 def export(config: dict[str, Any], context: ExportContext) -> Exported:
     """sglang.yaml for one config."""
@@ -16,9 +21,16 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
                                "max-running-requests": config.get("batch_size", 1)}
     if config.get("compile", False):
         options["enable-torch-compile"] = True
+    else:  # what infertune measured: no graph capture (SGLang captures CUDA graphs unless told not to)
+        options["cuda-graph-backend-decode"] = "disabled"
+        options["cuda-graph-backend-prefill"] = "disabled"
     quantization = config.get("quantization", "none")
-    if quantization in ("int8-weight-only", "int4-weight-only"):
-        options["torchao-config"] = "int8wo" if quantization == "int8-weight-only" else "int4wo-128"
+    if quantization in WEIGHT_ONLY:
+        options["quantization"] = "fp8"
+        out.warnings.append(f"quantization={quantization}: SGLang has no torchao weight-only setting any more "
+                            f"(--torchao-config was removed); written instead: the nearest one it applies to a plain "
+                            f"checkpoint, --quantization fp8 (online 8-bit weights, and activations too), "
+                            f"{WEIGHT_ONLY[quantization]}; measure it before relying on infertune's figures")
     elif quantization == "int8-dynamic":
         out.warnings.append(gap("quantization", quantization, "SGLang", "torch dynamic quantization is CPU-only"))
     if "attn_implementation" in config:

@@ -1,4 +1,4 @@
-"""TensorRT-LLM: an LLM-API YAML for ``trtllm-serve --config`` with existing keys only, the command inside."""
+"""TensorRT-LLM (default ``pytorch`` backend): a YAML for ``trtllm-serve --config``, existing keys only."""
 
 from __future__ import annotations
 
@@ -18,9 +18,12 @@ def export(config: dict[str, Any], context: ExportContext) -> Exported:
     if quantization != "none":
         out.warnings.append(gap("quantization", quantization, "TensorRT-LLM",
                                 "it serves checkpoints quantized beforehand (e.g. with ModelOpt)"))
-    for knob, why in (("attn_implementation", "TensorRT-LLM uses its own attention plugin"),
-                      ("cache_implementation", "TensorRT-LLM always uses its paged KV cache"),
-                      ("compile", "the engine is compiled ahead of time, whatever this knob says")):
+    if config.get("compile", False):  # the default (pytorch) backend: torch.compile, CUDA graphs stay on
+        options["torch_compile_config"] = {"enable_fullgraph": True}
+    else:  # what infertune measured: no torch.compile (off by default there) and no graph capture
+        options["cuda_graph_config"] = None
+    for knob, why in (("attn_implementation", "TensorRT-LLM uses its own attention backend"),
+                      ("cache_implementation", "TensorRT-LLM always uses its paged KV cache")):
         if knob in config:
             out.warnings.append(gap(knob, config[knob], "TensorRT-LLM", why))
     out.files["trtllm.yaml"] = yaml_config("TensorRT-LLM", context, config, "max_batch_size", out.warnings,
