@@ -59,7 +59,9 @@ def best_known(task: TaskSpec, runs: Sequence[Sequence[Record]]) -> float:
     if task.recording is not None:
         for row in read_recording(task.recording):
             value = (row.get("metrics") or {}).get(metric)
-            if row["status"] == "ok" and known(value) and score(task.objective, row["status"], row.get("metrics"))[1]:
+            reference = (row.get("info") or {}).get("reference_metrics")
+            if row["status"] == "ok" and known(value) and score(task.objective, row["status"], row.get("metrics"),
+                                                                 reference)[1]:
                 values.append(value)
     if not values:
         return math.nan
