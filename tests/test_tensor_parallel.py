@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from types import SimpleNamespace
 
 import pytest
@@ -94,13 +95,16 @@ def test_sharded_configs_compose_with_other_knobs(tiny_evaluator):
     assert back_to_one.status in MEASURED and "tensor_parallel" not in back_to_one.info
 
 
-def _rank_processes() -> set[int]:
+def _rank_processes(token: str) -> set[int]:
+    """Rank processes started under this test's ``token`` (other test runs on the machine spawn ranks too);
+    the environment stays with a process even when it is orphaned, unlike its parent."""
+    marker = f"INFERTUNE_TEST_TOKEN={token}".encode()
     found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
-                    if b"multiprocessing.spawn" in cmdline.read():
+                with open(f"/proc/{entry}/cmdline", "rb") as cmdline, open(f"/proc/{entry}/environ", "rb") as env:
+                    if b"multiprocessing.spawn" in cmdline.read() and marker in env.read().split(b"\0"):
                         found.add(int(entry))
             except OSError:
                 continue
@@ -108,17 +112,19 @@ def _rank_processes() -> set[int]:
 
 
 @needs_two_cores
-def test_a_dying_rank_is_a_crash_and_the_next_sharded_config_runs(tmp_path, tiny_task):
-    before = _rank_processes()
+def test_a_dying_rank_is_a_crash_and_the_next_sharded_config_runs(tmp_path, tiny_task, monkeypatch):
+    token = uuid.uuid4().hex
+    monkeypatch.setenv("INFERTUNE_TEST_TOKEN", token)  # the worker and its ranks inherit it
     with fault_evaluator(tiny_task, tmp_path / "run") as evaluator:
         failed = evaluator.evaluate({"shard_count": 2}, fault="rank1:signal")
         assert failed.status == "crash"
         assert failed.error["message"].startswith("tensor-parallel rank 1 died (exit code -6)")
         after = evaluator.evaluate({"shard_count": 2, "batch_size": 2})
         assert after.status in MEASURED and after.metrics["top1_agree"] >= 0.99
+        assert len(_rank_processes(token)) == 2  # the token finds this group's live ranks
         raised = evaluator.evaluate({"shard_count": 2, "batch_size": 4}, fault="rank0:raise")
         assert raised.status == "error" and "rank 0: InjectedError" in raised.error["message"]
     deadline = time.monotonic() + 10
-    while _rank_processes() - before and time.monotonic() < deadline:
+    while _rank_processes(token) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _rank_processes() - before  # no rank outlives its evaluator
+    assert not _rank_processes(token)  # no rank outlives its evaluator

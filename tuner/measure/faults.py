@@ -7,6 +7,7 @@ can never break a real run.
 from __future__ import annotations
 
 import os
+import random
 import resource
 import signal
 import time
@@ -15,6 +16,7 @@ FAULTS = ("raise", "signal", "oom", "hang")
 ENABLE_VARIABLE = "INFERTUNE_ENABLE_FAULTS"
 KILL_AFTER_VARIABLE = "INFERTUNE_KILL_AFTER_RECORDS"  # the tuner SIGKILLs itself once it wrote this many
 REPLAY_DELAY_VARIABLE = "INFERTUNE_REPLAY_DELAY_S"  # a replayed measurement takes this long (kill it mid-trial)
+TIMING_NOISE_VARIABLE = "INFERTUNE_TIMING_NOISE"  # "1": every other timed pass stalls, so no 3 passes agree
 
 
 class InjectedError(RuntimeError):
@@ -74,3 +76,14 @@ def replay_delay() -> None:
     """Sleep as long as a replayed measurement is asked to take (distributed tests kill a worker mid-trial)."""
     if faults_enabled():
         time.sleep(float(os.environ.get(REPLAY_DELAY_VARIABLE, "0")))
+
+
+def timing_noise(pass_index: int, pass_s: float) -> float:
+    """Seconds to stall inside timed pass ``pass_index`` (about ``pass_s`` long): 0 unless noise is injected.
+
+    Odd passes stall 50-100% of a pass, so any 3 consecutive passes differ by far more than 10% and the
+    measurement ends ``unstable``, as on a machine that something else keeps busy.
+    """
+    if not faults_enabled() or os.environ.get(TIMING_NOISE_VARIABLE) != "1" or pass_index % 2 == 0:
+        return 0.0
+    return pass_s * random.uniform(0.5, 1.0)

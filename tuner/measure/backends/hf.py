@@ -10,12 +10,18 @@ from typing import Any
 import torch
 
 from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequences, teacher_forced_logprobs
-from tuner.measure.backends.hf_models import DTYPES, load_model, load_tokenizer, model_config
+from tuner.measure.backends.hf_models import DTYPES, float32_bytes, load_model, load_tokenizer, model_config
 from tuner.measure.backends.hf_timing import measure_generation
 from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.knobs import HF_KNOB_DEFAULTS
 from tuner.measure.backends.shard_group import ShardGroup
 from tuner.measure.backends.tensor_parallel import plan_shard
+from tuner.measure.memory import MB, available_bytes, model_bytes, release_freed
+
+MEMORY_SHARE = 0.5  # kept models may fill this share of the memory free when the first one loads
+# Accuracy is scored teacher-forced with the plain forward, also for compile: true; tests show the compiled
+# forward agrees within KL 1e-4 here (tests/test_accuracy_paths.py), and the record says which path ran.
+ACCURACY_PATH = "eager-forward"
 
 
 def resolve_device(device: str) -> str:
@@ -46,15 +52,36 @@ def check_dtype(dtype: str, device: str) -> None:
         raise Infeasible(f"{dtype} is not supported on {device}: {error}") from None
 
 
-class HFBackend:
-    """Measures configs of one or more tasks, reusing loaded weights across configs (LRU of ``max_models``)."""
+def is_oom(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (CUDA or host memory)."""
+    from tuner.measure.worker import OOM_MARKERS
 
-    def __init__(self, max_models: int = 3):
-        self.max_models = max_models
-        self._models: OrderedDict[tuple, tuple[Any, int]] = OrderedDict()
+    return isinstance(error, torch.OutOfMemoryError | MemoryError) or any(
+        marker in str(error).lower() for marker in OOM_MARKERS)
+
+
+def labeled_spec(task: dict[str, Any]) -> dict[str, Any] | None:
+    """The task's labeled set ({"items": [...], "new_tokens": n}), or None when it has none."""
+    return (task.get("accuracy") or {}).get("labeled")
+
+
+class HFBackend:
+    """Measures configs of one or more tasks, reusing loaded weights across configs.
+
+    Kept models are evicted least recently used first when their bytes plus the next model's would exceed
+    ``memory_budget`` (default: MEMORY_SHARE of the memory free at the first load), and all of them when a
+    config runs out of memory anyway (it is then measured again alone): no config is ``oom`` because of
+    other cached models.
+    """
+
+    def __init__(self, memory_budget: int | None = None):
+        self.memory_budget = memory_budget
+        self._models: OrderedDict[tuple, tuple[Any, int, int]] = OrderedDict()  # (model, quantized, bytes)
+        self._float32_bytes: dict[str, int] = {}
         self._tokenizers: dict[str, Any] = {}
         self._references: dict[str, Reference] = {}
         self._accuracy: dict[str, dict[str, float]] = {}
+        self._labeled: dict[str, float] = {}
         self._shards: ShardGroup | None = None
 
     def _tokenizer(self, model_spec: dict[str, Any]) -> Any:
@@ -63,24 +90,55 @@ class HFBackend:
             self._tokenizers[key] = load_tokenizer(model_spec)
         return self._tokenizers[key]
 
+    @property
+    def kept_bytes(self) -> int:
+        """Bytes of every model kept loaded."""
+        return sum(size for _, _, size in self._models.values())
+
+    def _make_room(self, needed: int, device: str) -> None:
+        """Evict least recently used models until ``needed`` more bytes fit the budget."""
+        if self.memory_budget is None:
+            self.memory_budget = int(MEMORY_SHARE * available_bytes(device))
+        evicted = False
+        while self._models and self.kept_bytes + needed > self.memory_budget:
+            self._models.popitem(last=False)
+            evicted = True
+        if evicted:
+            release_freed(device)
+
+    def drop_models(self, device: str) -> bool:
+        """Unload every kept model; whether there was any."""
+        had = bool(self._models)
+        self._models.clear()
+        release_freed(device)
+        return had
+
     def _model(self, task: dict[str, Any], weights: dict[str, Any], device: str) -> tuple[Any, int, bool]:
         """(model, quantized module count, freshly loaded?) for the knobs that change the weights."""
         key = (repr(sorted(task["model"].items())), task["seed"], device, weights["dtype"], weights["quantization"])
         if key in self._models:
             self._models.move_to_end(key)
-            return *self._models[key], False
-        while len(self._models) >= self.max_models:
-            self._models.popitem(last=False)
+            model, quantized, _ = self._models[key]
+            return model, quantized, False
         vocab = len(self._tokenizer(task["model"]))
-        self._models[key] = load_model(task["model"], weights["dtype"], weights["quantization"], device, task["seed"],
-                                       vocab)
-        return *self._models[key], True
+        spec_key = key[0]
+        if spec_key not in self._float32_bytes:
+            self._float32_bytes[spec_key] = float32_bytes(task["model"], vocab)
+        self._make_room(self._float32_bytes[spec_key], device)
+        model, quantized = load_model(task["model"], weights["dtype"], weights["quantization"], device, task["seed"],
+                                      vocab)
+        self._models[key] = (model, quantized, model_bytes(model))
+        return model, quantized, True
+
+    @staticmethod
+    def _reference_config(task: dict[str, Any]) -> dict[str, Any]:
+        return {**HF_KNOB_DEFAULTS, **task["accuracy"]["reference"]}
 
     def _reference(self, task: dict[str, Any], device: str) -> Reference:
-        key = repr((task["id"], sorted(task["model"].items()), task["accuracy"], device))
+        key = repr((task["id"], sorted(task["model"].items()), task["seed"], task["accuracy"], device))
         if key not in self._references:
             spec = task["accuracy"]
-            reference = {**HF_KNOB_DEFAULTS, **spec["reference"]}
+            reference = self._reference_config(task)
             model, _, _ = self._model(task, reference, device)
             model.set_attn_implementation(reference["attn_implementation"])
             tokenizer = self._tokenizer(task["model"])
@@ -92,19 +150,45 @@ class HFBackend:
 
     @staticmethod
     def _accuracy_key(task: dict[str, Any], config: dict[str, Any], device: str) -> str:
-        return repr((task["id"], sorted(task["model"].items()), device, config["dtype"], config["quantization"],
-                     config["attn_implementation"], config["shard_count"]))
+        # No batch size: accuracy is scored on fixed eval batches; no compile: scored on the plain forward.
+        return repr((task["id"], sorted(task["model"].items()), task["seed"], device, config["dtype"],
+                     config["quantization"], config["attn_implementation"], config["shard_count"]))
 
-    def _accuracy_of(self, task: dict[str, Any], config: dict[str, Any], device: str) -> dict[str, float]:
+    def _labeled_key(self, task: dict[str, Any], config: dict[str, Any], device: str) -> str:
+        # No compile either: labeled_accuracy generates with disable_compile=True, the same path for both.
+        return repr((self._accuracy_key(task, config, device), repr(labeled_spec(task))))
+
+    def _accuracy_of(self, task: dict[str, Any], config: dict[str, Any], device: str) -> tuple[dict[str, float], bool]:
+        """(top1_agree and kl of ``config``, served from this worker's memory?)."""
         key = self._accuracy_key(task, config, device)
-        if key not in self._accuracy:
+        cached = key in self._accuracy
+        if not cached:
             reference = self._reference(task, device)
             model, _, _ = self._model(task, config, device)
             model.set_attn_implementation(config["attn_implementation"])
             tokenizer = self._tokenizer(task["model"])
             self._accuracy[key] = agreement(reference, teacher_forced_logprobs(model, reference.sequences,
                                                                                tokenizer.pad_token_id, device))
-        return self._accuracy[key]
+        return self._accuracy[key], cached
+
+    def _task_accuracy(self, task: dict[str, Any], config: dict[str, Any], device: str) -> float | None:
+        """Exact-match accuracy of ``config``'s greedy answers on the task's labeled set; None without one."""
+        labeled = labeled_spec(task)
+        if not labeled:
+            return None
+        key = self._labeled_key(task, config, device)
+        if key not in self._labeled:
+            from tuner.measure.backends.hf_task_accuracy import labeled_accuracy
+
+            model, _, _ = self._model(task, config, device)
+            model.set_attn_implementation(config["attn_implementation"])
+            self._labeled[key] = labeled_accuracy(model, self._tokenizer(task["model"]), labeled["items"],
+                                                  labeled["new_tokens"], task["workload"]["chat_template"], device)
+        return self._labeled[key]
+
+    def _reference_metrics(self, task: dict[str, Any], device: str) -> dict[str, Any]:
+        """The reference config's own figures a bound can be relative to."""
+        return {"task_accuracy": self._task_accuracy(task, self._reference_config(task), device)}
 
     def _group(self, world: int, device: str) -> ShardGroup:
         """The live rank group for ``world`` shards (one group at a time: a new shard count replaces it)."""
@@ -123,9 +207,13 @@ class HFBackend:
         plan_shard(model_config(task["model"], len(self._tokenizer(task["model"]))), 0, world)
         accuracy_start = time.perf_counter()
         reference = self._reference(task, device)
-        key = self._accuracy_key(task, config, device)
+        reference_metrics = self._reference_metrics(task, device)
+        key, labeled_key = self._accuracy_key(task, config, device), self._labeled_key(task, config, device)
+        labeled = labeled_spec(task)
+        cached = key in self._accuracy
         request: dict[str, Any] = {"task": task, "config": config,
-                                   "sequences": None if key in self._accuracy else reference.sequences}
+                                   "sequences": None if cached else reference.sequences,
+                                   "labeled": labeled if labeled and labeled_key not in self._labeled else None}
         if rank_fault is not None:
             request["fault_rank"], request["fault"] = rank_fault
         reference_s = time.perf_counter() - accuracy_start  # the ranks report their own forward passes
@@ -139,10 +227,13 @@ class HFBackend:
             scoring_start = time.perf_counter()
             self._accuracy[key] = agreement(reference, answer["logprobs"])
             reference_s += time.perf_counter() - scoring_start
+        if answer.get("task_accuracy") is not None:
+            self._labeled[labeled_key] = answer["task_accuracy"]
         metrics, info = answer["metrics"], answer["info"]
         metrics.update(self._accuracy[key])
-        metrics["task_accuracy"] = None
-        info.update({"device": device, "accuracy_s": reference_s})
+        metrics["task_accuracy"] = self._labeled.get(labeled_key) if labeled else None
+        info.update({"device": device, "accuracy_s": reference_s, "accuracy_cached": cached,
+                     "accuracy_path": ACCURACY_PATH, "reference_metrics": reference_metrics})
         return metrics, info
 
     def close(self) -> None:
@@ -164,21 +255,38 @@ class HFBackend:
         check_dtype(config["dtype"], device)
         if config["shard_count"] > 1:
             return self._measure_sharded(task, config, device, rank_fault)
+        try:
+            return self._measure_alone(task, config, device)
+        except Exception as error:
+            if not is_oom(error) or len(self._models) <= 1:  # nothing else to unload
+                raise
+        # Out of memory while other models were kept: unload them all (after the traceback is gone, so its
+        # frames hold no model) and measure this config alone.
+        self.drop_models(device)
+        metrics, info = self._measure_alone(task, config, device)
+        info["retried_after_unloading"] = True
+        return metrics, info
 
+    def _measure_alone(self, task: dict[str, Any], config: dict[str, Any],
+                       device: str) -> tuple[dict[str, Any], dict[str, Any]]:
         load_start = time.perf_counter()
         model, quantized_modules, loaded = self._model(task, config, device)
         load_s = time.perf_counter() - load_start
 
         accuracy_start = time.perf_counter()
-        accuracy = self._accuracy_of(task, config, device)
+        accuracy, cached = self._accuracy_of(task, config, device)
+        task_accuracy = self._task_accuracy(task, config, device)
+        reference_metrics = self._reference_metrics(task, device)
         accuracy_s = time.perf_counter() - accuracy_start
 
         model.set_attn_implementation(config["attn_implementation"])
         tokenizer = self._tokenizer(task["model"])
         metrics, info = measure_generation(model, tokenizer, task["workload"], config, device)
         metrics.update(accuracy)
-        metrics["task_accuracy"] = None
+        metrics["task_accuracy"] = task_accuracy
         info.update({"device": device, "loaded_weights": loaded, "load_s": load_s, "accuracy_s": accuracy_s,
+                     "accuracy_cached": cached, "accuracy_path": ACCURACY_PATH,
+                     "reference_metrics": reference_metrics, "kept_models_mb": self.kept_bytes / MB,
                      "quantized_modules": quantized_modules,
                      "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
         return metrics, info

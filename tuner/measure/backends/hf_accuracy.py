@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,8 +50,13 @@ def greedy_sequences(model: Any, tokenizer: Any, prompts: list[str], new_tokens:
 
 
 def teacher_forced_logprobs(model: Any, sequences: list[tuple[list[int], list[int]]], pad_id: int, device: str,
-                            batch_size: int = 8) -> list[torch.Tensor]:
-    """Log-probabilities the model gives at each continuation position, left-padded batches, true positions."""
+                            batch_size: int = 8, forward: Callable[..., Any] | None = None) -> list[torch.Tensor]:
+    """Log-probabilities the model gives at each continuation position, left-padded batches, true positions.
+
+    ``forward`` replaces ``model(...)`` (e.g. the compiled call generate uses); the batch size is fixed, not
+    the config's, so a config's accuracy does not depend on its batch size.
+    """
+    forward = forward or model
     results: list[torch.Tensor] = []
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start:start + batch_size]
@@ -64,7 +70,7 @@ def teacher_forced_logprobs(model: Any, sequences: list[tuple[list[int], list[in
         # Left padding shifts tokens right; positions must count real tokens only or RoPE sees wrong offsets.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
-            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+            logits = forward(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                            position_ids=positions.to(device)).logits.float().cpu()
         for row, (_prompt, continuation) in enumerate(chunk):
             count = len(continuation)

@@ -130,3 +130,14 @@ def load_model(model_spec: dict[str, Any], dtype: str, quantization: str, device
     model.to(device)
     model.eval()
     return model, quantize(model, quantization, device)
+
+
+def float32_bytes(model_spec: dict[str, Any], vocab_size: int) -> int:
+    """Bytes of the model's parameters in float32 (built on the meta device: no memory, no weights read).
+
+    An upper bound of what loading takes in any dtype (the tiny model is built in float32, then cast).
+    """
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(model_config(model_spec, vocab_size),
+                                                 trust_remote_code=bool(model_spec.get("trust_remote_code")))
+    return 4 * sum(parameter.numel() for parameter in model.parameters())

@@ -11,8 +11,9 @@ from typing import Any
 import torch
 from transformers import CompileConfig, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from tuner.measure.memory import peak_rss_mb, reset_peak_rss
-from tuner.measure.timing import cv, percentile, repeats_agree
+from tuner.measure.faults import timing_noise
+from tuner.measure.memory import MB, generation_peak, model_bytes, peak_rss_mb, reset_peak_rss
+from tuner.measure.timing import agreeing_window, repeats_agree, window_figures
 
 
 def synchronize(device: str) -> None:
@@ -43,13 +44,44 @@ def render_prompts(tokenizer: Any, prompts: list[str], chat_template: bool) -> l
                                           tokenize=False) for prompt in prompts]
 
 
+def fit_chat_prompt(tokenizer: Any, prompt: str, limit: int) -> str:
+    """The prompt rendered in the chat template within ``limit`` tokens: the user content is cut, never the template.
+
+    Cutting the rendered text would drop the assistant header at its end, and the model would answer
+    a prompt no server ever sends.
+    """
+    def length(content: str) -> int:
+        return len(tokenizer(render_prompts(tokenizer, [content], True)[0], add_special_tokens=False)["input_ids"])
+
+    if length(prompt) <= limit:
+        return render_prompts(tokenizer, [prompt], True)[0]
+    if length("") > limit:
+        raise ValueError(f"max_prompt_tokens {limit} is shorter than the chat template itself ({length('')} tokens)")
+    content = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    keep = max(0, limit - length(""))
+    while True:
+        text = tokenizer.decode(content[:keep])
+        excess = length(text) - limit  # re-tokenizing at the cut may merge differently: shorten until it fits
+        if excess <= 0 or keep == 0:
+            return render_prompts(tokenizer, [text], True)[0]
+        keep = max(0, keep - excess)
+
+
 def build_batches(tokenizer: Any, workload: dict[str, Any], batch_size: int, device: str) -> list[dict[str, Any]]:
-    """Batches covering at least ``num_requests`` requests (prompts cycle), all padded to one length."""
-    texts = render_prompts(tokenizer, workload["prompts"], workload["chat_template"])
+    """Batches covering at least ``num_requests`` requests (prompts cycle), all padded to one length.
+
+    A chat prompt longer than ``max_prompt_tokens`` loses the end of its user content (the template stays
+    whole); a raw prompt keeps its first ``max_prompt_tokens`` tokens.
+    """
+    limit = workload["max_prompt_tokens"]
+    if workload["chat_template"]:
+        texts = [fit_chat_prompt(tokenizer, prompt, limit) for prompt in workload["prompts"]]
+    else:
+        texts = list(workload["prompts"])
     count = max(workload["num_requests"], batch_size)
     count = -(-count // batch_size) * batch_size  # whole batches: a static batch is always full
     longest = max(len(tokenizer(text, add_special_tokens=False)["input_ids"]) for text in texts)
-    length = min(longest, workload["max_prompt_tokens"])
+    length = min(longest, limit)
     # One padded length for every batch: comparable repeats and a single shape for compiled graphs.
     encoded = tokenizer(texts, return_tensors="pt", padding="max_length", truncation=True, max_length=length,
                         add_special_tokens=False)
@@ -85,11 +117,14 @@ class TimedCall:
     ttft_s: float
 
 
-def timed_generate(model: Any, batch: dict[str, Any], config: GenerationConfig, device: str) -> tuple[TimedCall, Any]:
-    """Run generate once, synchronized, and return its timings and output."""
+def timed_generate(model: Any, batch: dict[str, Any], config: GenerationConfig, device: str,
+                   stall_s: float = 0.0) -> tuple[TimedCall, Any]:
+    """Run generate once, synchronized, and return its timings and output (``stall_s``: injected noise, tests)."""
     clock = FirstTokenClock(device)
     synchronize(device)
     start = time.perf_counter()
+    if stall_s:
+        time.sleep(stall_s)
     with torch.inference_mode():
         output = model.generate(**batch, generation_config=config, stopping_criteria=StoppingCriteriaList([clock]))
     synchronize(device)
@@ -104,6 +139,13 @@ def _unique_graphs() -> int:
     return int(counters["stats"]["unique_graphs"])
 
 
+def _attention_kernel(ops: set[str]) -> str:
+    """Which attention really ran, from the aten ops of a profiled call (the knob only asks for one)."""
+    if "aten::scaled_dot_product_attention" in ops:
+        return "sdpa"
+    return "eager" if ops & {"aten::softmax", "aten::_softmax"} else "unknown"
+
+
 def _alone(value: float) -> float:
     return value
 
@@ -115,14 +157,12 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
 
     ``consensus`` turns a local reading into the one every tensor-parallel rank uses (the slowest rank's),
     so all ranks take the same decisions and call generate in lockstep. Returns (metrics, info): the
-    DESIGN §5 metrics and the code path that really ran.
+    DESIGN §5 metrics, all from the agreeing window (the last 3 passes), and the code path that really ran.
     """
     batch_size = config["batch_size"]
     new_tokens = workload["new_tokens"]
     batches = build_batches(tokenizer, workload, batch_size, device)
     gen_config = generation_config(config, new_tokens, tokenizer, device)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
     reset_peak_rss()
 
     graphs_before = _unique_graphs()
@@ -140,40 +180,48 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     calibration_s = time.perf_counter() - calibration_start
     loops = max(1, math.ceil(workload["min_repeat_s"] / max(calibration, 1e-9)))
 
-    calls: list[TimedCall] = []
+    pass_calls: list[list[TimedCall]] = []
     pass_times: list[float] = []
     deadline = time.perf_counter() + workload["max_measure_s"]
     while len(pass_times) < workload["max_repeats"]:
-        repeat_calls = [timed_generate(model, batch, gen_config, device)[0] for _ in range(loops) for batch in batches]
-        calls.extend(repeat_calls)
+        stall = timing_noise(len(pass_times), calibration * loops)  # 0 unless a test injects noise
+        repeat_calls = []
+        for _ in range(loops):
+            for batch in batches:
+                repeat_calls.append(timed_generate(model, batch, gen_config, device, stall)[0])
+                stall = 0.0
+        pass_calls.append(repeat_calls)
         pass_times.append(consensus(sum(call.e2e_s for call in repeat_calls)))
         if repeats_agree(pass_times) or consensus(float(time.perf_counter() > deadline)):
             break
 
-    stable = repeats_agree(pass_times)
-    e2e = [call.e2e_s for call in calls]
-    ttft = [call.ttft_s for call in calls]
-    tokens = len(calls) * batch_size * new_tokens
-    metrics = {
-        "ttft_s": sum(ttft) / len(ttft),
-        "tpot_s": sum((call.e2e_s - call.ttft_s) / (new_tokens - 1) for call in calls) / len(calls),
-        "latency_p50_s": percentile(e2e, 0.50),
-        "latency_p95_s": percentile(e2e, 0.95),
-        "tokens_per_s": tokens / sum(e2e),
-        "peak_mem_mb": (torch.cuda.max_memory_allocated() / 2**20) if device.startswith("cuda") else peak_rss_mb(),
-        "warmup_s": warmup_s,
-        "repeats": len(pass_times),
-        "cv": cv(pass_times[-3:]),
-    }
+    figures = window_figures([[(call.e2e_s, call.ttft_s) for call in calls] for calls in pass_calls],
+                             batch_size * new_tokens, new_tokens, pass_times)
+    # Memory: one more call of the same shape, alone, so its peak is this config's own (DESIGN §5).
+    memory_start = time.perf_counter()
+    activation, ops, _ = generation_peak(lambda: timed_generate(model, batches[0], gen_config, device), device)
+    memory_s = time.perf_counter() - memory_start
+    weights = model_bytes(model)
+    metrics = {**figures, "peak_mem_mb": (weights + activation) / MB, "warmup_s": warmup_s,
+               "repeats": len(pass_times)}
     info = {
-        "stable": stable,
+        "stable": repeats_agree(pass_times),
         "batches_per_pass": len(batches),
         "passes_per_repeat": loops,
+        "pass_times_s": pass_times,
+        "window": agreeing_window(len(pass_times)),
         "prompt_tokens": int(batches[0]["input_ids"].shape[1]),
+        "output_shape": list(output.sequences.shape),
+        "weights_mb": weights / MB,
+        "activation_peak_mb": activation / MB,
+        "worker_peak_rss_mb": peak_rss_mb(),  # the whole process, other kept models included: not the config's
+        "attention_kernel": _attention_kernel(ops),
         "cache_class": type(getattr(output, "cache", None) or output.past_key_values).__name__,
         "attn_implementation": model.config._attn_implementation,
         "compiled": getattr(model, "_compiled_call", None) is not None and config["compile"],
         "graphs_compiled_in_warmup": graphs_compiled,
-        "inference_s": warmup_s + calibration_s + sum(e2e),
+        "memory_call_s": memory_s,
+        "inference_s": warmup_s + calibration_s + memory_s + sum(sum(call.e2e_s for call in calls)
+                                                                 for calls in pass_calls),
     }
     return metrics, info

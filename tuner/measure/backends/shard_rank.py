@@ -15,7 +15,7 @@ from datetime import timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 
-MAX_SHARDED_MODELS = 2
+MEMORY_SHARE = 0.5  # the ranks' kept shards together may fill this share of the memory free at the first load
 
 
 class RankBackend:
@@ -24,7 +24,8 @@ class RankBackend:
     def __init__(self, rank: int, world: int, device: str, control_group: Any):
         self.rank, self.world, self.device = rank, world, device
         self.control_group = control_group
-        self._models: OrderedDict[tuple, tuple[Any, int, dict[str, Any]]] = OrderedDict()
+        self._models: OrderedDict[tuple, tuple[Any, int, dict[str, Any], int]] = OrderedDict()
+        self._budget: int | None = None
         self._tokenizers: dict[str, Any] = {}
 
     def consensus(self, value: float) -> float:
@@ -47,32 +48,40 @@ class RankBackend:
 
     def model(self, task: dict[str, Any], config: dict[str, Any]) -> tuple[Any, int, dict[str, Any], bool]:
         """(this rank's shard, quantized module count, split description, freshly loaded?)."""
-        from tuner.measure.backends.hf_models import load_model, quantize
+        from tuner.measure.backends.hf_models import float32_bytes, load_model, quantize
         from tuner.measure.backends.tensor_parallel import shard_model
+        from tuner.measure.memory import available_bytes, model_bytes, release_freed
 
         key = (repr(sorted(task["model"].items())), task["seed"], config["dtype"], config["quantization"])
         if key in self._models:
             self._models.move_to_end(key)
-            return *self._models[key], False
-        while len(self._models) >= MAX_SHARDED_MODELS:
-            self._models.popitem(last=False)
+            model, quantized, split, _ = self._models[key]
+            return model, quantized, split, False
         vocab = len(self.tokenizer(task["model"]))
+        # Evict by bytes, not by count: every rank loads the whole model once on the CPU before slicing it.
+        needed = float32_bytes(task["model"], vocab)
+        if self._budget is None:  # CPU ranks share one machine's memory; GPU ranks have a device each
+            share = self.world if self.device == "cpu" else 1
+            self._budget = int(MEMORY_SHARE * available_bytes(self.device) / share)
+        evicted = False
+        while self._models and sum(entry[3] for entry in self._models.values()) + needed > self._budget:
+            self._models.popitem(last=False)
+            evicted = True
+        if evicted:
+            release_freed(self.device)
         # Load whole on the CPU, keep this rank's slice, then move and quantize only the slice.
         model, _ = load_model(task["model"], config["dtype"], "none", "cpu", task["seed"], vocab)
         split = shard_model(model, self.rank, self.world)
         model.to(self.device)
         quantized = quantize(model, config["quantization"], self.device.split(":")[0])
-        self._models[key] = (model, quantized, split)
+        self._models[key] = (model, quantized, split, model_bytes(model))
         return model, quantized, split, True
 
     def measure(self, request: dict[str, Any]) -> dict[str, Any]:
         """Measure the request's config on this rank's shard; rank 0's answer carries the results."""
-        import torch
-
         from tuner.measure.backends.hf_accuracy import teacher_forced_logprobs
         from tuner.measure.backends.hf_timing import measure_generation
         from tuner.measure.faults import inject
-        from tuner.measure.memory import peak_rss_mb
 
         if request.get("fault_rank") == self.rank:
             inject(request.get("fault"))
@@ -85,18 +94,26 @@ class RankBackend:
         logprobs = None
         if request.get("sequences") is not None:
             logprobs = teacher_forced_logprobs(model, request["sequences"], tokenizer.pad_token_id, self.device)
+        task_accuracy = None
+        if request.get("labeled"):
+            from tuner.measure.backends.hf_task_accuracy import labeled_accuracy
+
+            # Every rank generates the same greedy answers in lockstep (the all-reduces pair up); rank 0's counts.
+            labeled = request["labeled"]
+            task_accuracy = labeled_accuracy(model, tokenizer, labeled["items"], labeled["new_tokens"],
+                                             task["workload"]["chat_template"], self.device)
         metrics, info = measure_generation(model, tokenizer, task["workload"], config, self.device, self.consensus)
-        # The deployment needs every shard's memory at once: report the sum over ranks.
-        own_peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.device.startswith("cuda") \
-            else peak_rss_mb()
-        peak_per_rank = self._gather(own_peak)
+        # Each rank's own figure (its shard's weights + its generation peak); a deployment needs all at once.
+        per_rank = [self._gather(info[name]) for name in ("weights_mb", "activation_peak_mb")]
+        peak_per_rank = [weights + activation for weights, activation in zip(*per_rank, strict=True)]
         metrics["peak_mem_mb"] = sum(peak_per_rank)
         info.update({"tensor_parallel": {**split, "method": "head-group split, all-reduce over "
                                          f"{'nccl' if self.device.startswith('cuda') else 'gloo'}"},
-                     "peak_mem_mb_per_rank": peak_per_rank, "loaded_weights": loaded, "load_s": load_s,
+                     "peak_mem_mb_per_rank": peak_per_rank, "weights_mb": sum(per_rank[0]),
+                     "activation_peak_mb": sum(per_rank[1]), "loaded_weights": loaded, "load_s": load_s,
                      "quantized_modules": quantized,
                      "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
-        return {"metrics": metrics, "info": info, "logprobs": logprobs}
+        return {"metrics": metrics, "info": info, "logprobs": logprobs, "task_accuracy": task_accuracy}
 
     def _gather(self, value: float) -> list[float]:
         import torch.distributed as dist
