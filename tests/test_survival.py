@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 from tests.conftest import REPLAY, ROOT, TINY
-from tuner.records import Record, read_records
-from tuner.session import rankable
+from tuner.records import read_records
 
 
 def _tune(runs, env, *extra: str, variables: dict | None = None, preexec=None) -> subprocess.CompletedProcess:
@@ -51,12 +50,3 @@ def test_a_full_disk_keeps_every_record_written_before_and_resume_finishes(tmp_p
     records = read_records(tmp_path / "full" / "records.jsonl")
     assert records[:len(kept)] == kept and [record.trial for record in records] == list(range(len(records)))
     assert json.loads((tmp_path / "full" / "summary.json").read_text())["measurements"] == 40
-
-
-def test_unstable_timing_is_never_ranked_best():
-    common = {"run": "r", "task": "t", "space": "s@1", "trial": 0, "agent": "a", "config": {}, "error": None,
-              "metrics": {"tokens_per_s": 1e6}, "objective": 99.0, "cached": False, "fingerprint": {},
-              "started_at": "", "duration_s": 0.0}
-    assert not rankable(Record(**common, status="unstable", feasible=True))
-    assert rankable(Record(**common, status="ok", feasible=True))
-    assert not rankable(Record(**common, status="ok", feasible=False))

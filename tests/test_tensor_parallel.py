@@ -13,10 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from tests.conftest import ROOT, TINY, fault_evaluator
-from tuner.measure.backends.hf import check_shards
 from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.tensor_parallel import even_ranges, plan_shard
-from tuner.measure.feasibility import runnable_values
 
 CORES = len(os.sched_getaffinity(0))
 MEASURED = ("ok", "unstable")
@@ -42,15 +40,6 @@ def test_smollm2_heads_split_by_kv_group():
 def test_more_shards_than_kv_heads_is_infeasible():
     with pytest.raises(Infeasible, match="shard_count 4 exceeds the model's 3 key/value heads"):
         plan_shard(SMOLLM2_SHAPE, 0, 4)
-
-
-def test_more_shards_than_cores_is_infeasible():
-    with pytest.raises(Infeasible, match=f"shard_count {CORES + 1} exceeds the {CORES} CPU cores visible here"):
-        check_shards(CORES + 1, "cpu")
-
-
-def test_runnable_shard_counts_follow_the_cores(tiny_task):
-    assert runnable_values(tiny_task.space, "cpu")["shard_count"] == [n for n in (1, 2, 4, 8) if n <= CORES]
 
 
 def _cli_measure(tmp_path, task, *settings: str) -> list[dict]:
