@@ -179,10 +179,13 @@ def infertune(*args: str, runs: Path) -> subprocess.CompletedProcess:
 
 def test_export_best_and_hf_round_trip(tmp_path):
     runs = tmp_path / "runs"
-    measured = infertune("measure", str(TINY), "--set", "batch_size=4", "--set", "dtype=bfloat16", "--set",
-                         "attn_implementation=eager", "--json", "--run", "m", runs=runs)
-    assert measured.returncode == 0, measured.stderr
-    original = json.loads(measured.stdout)
+    for _attempt in range(3):  # a loaded runner can make the tiny model's timing unstable, never best
+        measured = infertune("measure", str(TINY), "--set", "batch_size=4", "--set", "dtype=bfloat16", "--set",
+                             "attn_implementation=eager", "--json", "--run", "m", runs=runs)
+        assert measured.returncode == 0, measured.stderr
+        original = json.loads(measured.stdout)
+        if original["status"] == "ok":
+            break
     out = tmp_path / "out"
     exported = infertune("export", "--best", str(TINY), "--to", "all", "--out", str(out), runs=runs)
     assert exported.returncode == 0, exported.stderr
