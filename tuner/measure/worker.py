@@ -15,13 +15,10 @@ from typing import Any
 from tuner.measure.protocol import decode, encode, error_payload
 from tuner.measure.status import Status
 
-OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
-
 
 def classify(error: BaseException) -> tuple[Status, bool]:
     """(status, restart the worker?) for an exception raised while measuring."""
-    import torch
-
+    from tuner.measure.backends.hf import is_oom
     from tuner.measure.backends.infeasible import Infeasible
 
     if isinstance(error, Infeasible):
@@ -29,7 +26,7 @@ def classify(error: BaseException) -> tuple[Status, bool]:
     if getattr(error, "rank_died", False):
         return Status.CRASH, False  # the dead rank's group is discarded; this worker is intact
     text = str(error).lower()
-    if isinstance(error, torch.OutOfMemoryError | MemoryError) or any(marker in text for marker in OOM_MARKERS):
+    if is_oom(error):
         return Status.OOM, True  # allocator state after an OOM is not trusted: start clean
     return Status.ERROR, "cuda error" in text  # a CUDA error is sticky: the process must go
 

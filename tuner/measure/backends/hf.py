@@ -52,10 +52,11 @@ def check_dtype(dtype: str, device: str) -> None:
         raise Infeasible(f"{dtype} is not supported on {device}: {error}") from None
 
 
+OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
 def is_oom(error: BaseException) -> bool:
     """Whether ``error`` is an allocation failure (CUDA or host memory)."""
-    from tuner.measure.worker import OOM_MARKERS
-
     return isinstance(error, torch.OutOfMemoryError | MemoryError) or any(
         marker in str(error).lower() for marker in OOM_MARKERS)
 
