@@ -73,9 +73,12 @@ class Evaluator:
         """Cache key: task, model identity and seed, device, workload, accuracy spec, config, fingerprint."""
         return cache_key({**self._key_base, "config": dict(config)})
 
-    def lookup(self, config: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The cached record of a complete ``config`` measured under these same settings, or None."""
-        stored = self.cache.get(self.key(config))
+    def lookup(self, config: Mapping[str, Any], key: str | None = None) -> dict[str, Any] | None:
+        """The cached record of a complete ``config`` measured under these same settings, or None.
+
+        ``key``: the config's key when the caller already has it (hashing the spec and its prompts once).
+        """
+        stored = self.cache.get(key or self.key(config))
         # an entry whose status may not be served (e.g. written by an older version) is a miss
         return stored if stored is not None and stored.get("status") in CACHEABLE else None
 
@@ -92,7 +95,7 @@ class Evaluator:
         if violated:
             reply = {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {},
                      "error": error_payload("ConstraintViolated", f"violates: {'; '.join(violated)}")}
-        elif self.use_cache and fault is None and (hit := self.lookup(full)) is not None:
+        elif self.use_cache and fault is None and (hit := self.lookup(full, key)) is not None:
             cached = self._from_cache(hit, started)
             cached.info = {**cached.info, **(tags or {})}
             return self._write(cached)
