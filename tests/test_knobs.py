@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tuner.measure.feasibility import Machine, value_rule
 from tuner.objective import METRICS
 
 HAVE_TORCHAO = importlib.util.find_spec("torchao") is not None
@@ -98,25 +99,26 @@ def test_int8_dynamic_quantizes_linear_layers(tiny_evaluator):
 
 
 @pytest.mark.parametrize("quantization", ["int8-weight-only", "int4-weight-only"])
-def test_weight_only_quantization(tiny_evaluator, quantization):
+def test_weight_only_quantization_runs_exactly_where_the_mask_allows_it(tiny_evaluator, quantization):
     record = _measure(tiny_evaluator, quantization=quantization)
-    if quantization == "int4-weight-only":
-        assert record.status == "infeasible" and "need CUDA" in record.error["message"]
-    elif HAVE_TORCHAO:
+    if quantization in tiny_evaluator.runnable_values()["quantization"]:
         assert record.status in MEASURED and record.info["quantized_modules"] == 15
-    else:
-        assert record.status == "infeasible" and "torchao" in record.error["message"]
+    else:  # refused by the worker for the reason the mask used
+        assert record.status == "infeasible"
+        assert record.error["message"] == value_rule("quantization", quantization, Machine.here("cpu"))
+    assert (record.status in MEASURED) == (HAVE_TORCHAO and quantization == "int8-weight-only")  # int4 needs CUDA
 
 
-def test_weight_only_without_torchao_is_infeasible():
-    code = ("import sys; sys.modules['torchao'] = None\n"
-            "import torch\n"
-            "from tuner.measure.backends.hf_models import quantize\n"
-            "from tuner.measure.backends.infeasible import Infeasible\n"
-            "try:\n    quantize(torch.nn.Sequential(torch.nn.Linear(4, 4)), 'int8-weight-only', 'cpu')\n"
-            "except Infeasible as error:\n    print(error)\n")
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert "needs torchao, which is not installed" in output
+def test_without_torchao_weight_only_is_masked_and_refused_by_the_same_rule():
+    code = ("import sys; sys.modules['torchao'] = None  # as if it were not installed\n"
+            "from tuner.measure.feasibility import Machine, hf_space, runnable_values, why_infeasible\n"
+            "machine = Machine.here('cpu')\n"
+            "print(runnable_values(hf_space(), machine)['quantization'])\n"
+            "print(why_infeasible({'quantization': 'int8-weight-only'}, machine))\n")
+    masked, refused = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                     check=True).stdout.splitlines()
+    assert masked == "['none', 'int8-dynamic']"
+    assert refused == "int8-weight-only needs torchao, which is not installed (pip install torchao)"
 
 
 def test_weights_stay_loaded_between_configs(tiny_evaluator):

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.errors import ConfigError, ModelNotFoundError
-from tuner.measure.backends.knobs import HF_KNOB_DEFAULTS
+from tuner.measure.feasibility import hf_space
 from tuner.objective import ObjectiveSpec, objective_from_dict
 from tuner.space import SearchSpace, find_space, load_space
 from tuner.space.loader import read_yaml
@@ -234,9 +234,10 @@ def load_task(path: str | Path) -> TaskSpec:
         if "recording" in data:
             raise reader.fail("only a task with backend: replay reads a recording", "recording", data["recording"])
         recording = None
+        backend_knobs = hf_space().names
         for name in space.names:
-            if name not in HF_KNOB_DEFAULTS:  # a knob the backend would ignore would poison every search
-                raise ConfigError(f"the hf backend has no such knob; it knows {', '.join(HF_KNOB_DEFAULTS)}",
+            if name not in backend_knobs:  # a knob the backend would ignore would poison every search
+                raise ConfigError(f"the hf backend has no such knob; it knows {', '.join(backend_knobs)}",
                                   source=space.source, field=f"knobs.{name}")
         model = _resolve_model(reader.mapping(data.get("model"), "model",
                                               {*MODEL_SOURCES, "name", "trust_remote_code"}), task_file, reader)

@@ -13,6 +13,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from tuner.agents.base import Agent
 from tuner.env.tuning_env import TuningEnv
 from tuner.errors import UserError
+from tuner.measure.backends.knobs import HOST_WORKERS
 from tuner.records import Record
 from tuner.session import TuningSession
 
@@ -64,9 +65,11 @@ class ParallelBudget(BaseCallback):
         return True
 
 
-def _env_factory(task_file: str, run_dir: Path, index: int, cache_dir: Path, device: str, resume: bool) -> Any:
+def _env_factory(task_file: str, run_dir: Path, index: int, n_envs: int, cache_dir: Path, device: str,
+                 resume: bool) -> Any:
     def make() -> TuningEnv:
-        worker_env = {"CUDA_VISIBLE_DEVICES": str(index)} if device == "cuda" else None  # one GPU per env
+        # one GPU per env; on the CPU the envs' workers share the host's memory, so each keeps models in its part
+        worker_env = {"CUDA_VISIBLE_DEVICES": str(index)} if device == "cuda" else {HOST_WORKERS: str(n_envs)}
         return TuningEnv(task_file, runs_dir=str(run_dir), run_name=f"env{index}", budget=10**9,
                          cache_dir=str(cache_dir), worker_env=worker_env, agent="ppo", resume=resume,
                          report_records=True)
@@ -131,7 +134,8 @@ class PPOAgent(Agent):
     def _parallel_envs(self, session: TuningSession) -> SubprocVecEnv:
         evaluator = session.evaluator
         resume = (evaluator.run_dir / "env0" / "records.jsonl").is_file()  # env records there: a resumed run
-        factories = [_env_factory(str(evaluator.task.source), evaluator.run_dir, index, evaluator.cache.folder,
+        factories = [_env_factory(str(evaluator.task.source), evaluator.run_dir, index, self.n_envs,
+                                  evaluator.cache.folder,
                                   evaluator.fingerprint["device"], resume) for index in range(self.n_envs)]
         return SubprocVecEnv(factories, start_method="spawn")
 

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import Any
 
-from tuner.measure.feasibility import runnable_values
+from tuner.measure.feasibility import Machine, runnable_values
 from tuner.measure.fingerprint import fingerprint
 from tuner.measure.protocol import decode, encode, error_payload
 from tuner.measure.status import Status
@@ -54,7 +54,7 @@ class WorkerClient:
 
     def runnable_values(self, space: SearchSpace) -> dict[str, list[Any]]:
         """Per knob, the values the worker's device and libraries can run (others are infeasible)."""
-        return runnable_values(space, self.device, self._environment())
+        return runnable_values(space, Machine.here(self.device, self._environment()))
 
     def _drain(self, stream: Any) -> None:
         for raw in iter(stream.readline, b""):

@@ -91,14 +91,24 @@ def load_space(path: str | Path) -> SearchSpace:
     return space_from_dict(read_yaml(path), str(path))
 
 
+SHIPPED_SPACES = Path(__file__).resolve().parents[2] / "search_spaces"  # the repository's, beside the package
+
+
+def shipped_space(name: str) -> Path:
+    """The file of a space shipped with infertune (``search_spaces/<id>.yaml`` of the repository)."""
+    return SHIPPED_SPACES / f"{name}.yaml"
+
+
 def find_space(name: str, task_file: Path | None = None) -> Path:
-    """Resolve a space given as a path or an id: ``search_spaces/<id>.yaml`` beside the task's folder, or in the cwd."""
+    """Resolve a space given as a path or an id: ``search_spaces/<id>.yaml`` beside the task's folder, in the cwd,
+    or shipped with infertune."""
     near = task_file.parent if task_file else None
     direct = Path(name)
     if direct.suffix in (".yaml", ".yml"):
         candidates = [direct] if direct.is_absolute() or near is None else [near / direct, direct]
     else:
-        roots = ([near.parent / "search_spaces", near / "search_spaces"] if near else []) + [Path("search_spaces")]
+        roots = ([near.parent / "search_spaces", near / "search_spaces"] if near else []) + [Path("search_spaces"),
+                                                                                      SHIPPED_SPACES]
         candidates = [root / f"{name}.yaml" for root in roots]
     for candidate in candidates:
         if candidate.is_file():

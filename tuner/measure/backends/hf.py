@@ -13,12 +13,18 @@ from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequ
 from tuner.measure.backends.hf_models import DTYPES, float32_bytes, load_model, load_tokenizer, model_config
 from tuner.measure.backends.hf_timing import measure_generation
 from tuner.measure.backends.infeasible import Infeasible
-from tuner.measure.backends.knobs import HF_KNOB_DEFAULTS
+from tuner.measure.backends.knobs import HOST_WORKERS
 from tuner.measure.backends.shard_group import ShardGroup
 from tuner.measure.backends.tensor_parallel import plan_shard
+from tuner.measure.feasibility import Machine, knob_defaults, why_infeasible
 from tuner.measure.memory import MB, available_bytes, model_bytes, release_freed
 
 MEMORY_SHARE = 0.5  # kept models may fill this share of the memory free when the first one loads
+
+
+def memory_share() -> float:
+    """The share of free memory this worker's kept models may fill: MEMORY_SHARE split among the host's workers."""
+    return MEMORY_SHARE / max(1, int(os.environ.get(HOST_WORKERS) or 1))
 # Accuracy is scored teacher-forced with the plain forward, also for compile: true; tests show the compiled
 # forward agrees within KL 1e-4 here (tests/test_accuracy_paths.py), and the record says which path ran.
 ACCURACY_PATH = "eager-forward"
@@ -31,16 +37,6 @@ def resolve_device(device: str) -> str:
     if device == "cuda" and not torch.cuda.is_available():
         raise Infeasible("device cuda requested but torch sees no CUDA device")
     return device
-
-
-def check_shards(shards: int, device: str) -> None:
-    """Infeasible when there are fewer devices (GPUs, or CPU cores for the CPU) than shards."""
-    if device == "cuda":
-        available, unit = torch.cuda.device_count(), "GPUs"
-    else:
-        available, unit = len(os.sched_getaffinity(0)), "CPU cores"
-    if shards > available:
-        raise Infeasible(f"shard_count {shards} exceeds the {available} {unit} visible here")
 
 
 def check_dtype(dtype: str, device: str) -> None:
@@ -70,7 +66,7 @@ class HFBackend:
     """Measures configs of one or more tasks, reusing loaded weights across configs.
 
     Kept models are evicted least recently used first when their bytes plus the next model's would exceed
-    ``memory_budget`` (default: MEMORY_SHARE of the memory free at the first load), and all of them when a
+    ``memory_budget`` (default: ``memory_share()`` of the memory free at the first load), and all of them when a
     config runs out of memory anyway (it is then measured again alone): no config is ``oom`` because of
     other cached models.
     """
@@ -99,7 +95,7 @@ class HFBackend:
     def _make_room(self, needed: int, device: str) -> None:
         """Evict least recently used models until ``needed`` more bytes fit the budget."""
         if self.memory_budget is None:
-            self.memory_budget = int(MEMORY_SHARE * available_bytes(device))
+            self.memory_budget = int(memory_share() * available_bytes(device))
         evicted = False
         while self._models and self.kept_bytes + needed > self.memory_budget:
             self._models.popitem(last=False)
@@ -133,7 +129,7 @@ class HFBackend:
 
     @staticmethod
     def _reference_config(task: dict[str, Any]) -> dict[str, Any]:
-        return {**HF_KNOB_DEFAULTS, **task["accuracy"]["reference"]}
+        return {**knob_defaults(), **task["accuracy"]["reference"]}
 
     def _reference(self, task: dict[str, Any], device: str) -> Reference:
         key = repr((task["id"], sorted(task["model"].items()), task["seed"], task["accuracy"], device))
@@ -204,7 +200,6 @@ class HFBackend:
                          rank_fault: tuple[int, str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Tensor-parallel: the ranks time the sharded model and score it against the unsharded reference."""
         world = config["shard_count"]
-        check_shards(world, device)
         plan_shard(model_config(task["model"], len(self._tokenizer(task["model"]))), 0, world)
         accuracy_start = time.perf_counter()
         reference = self._reference(task, device)
@@ -249,10 +244,11 @@ class HFBackend:
 
         ``rank_fault`` (tests only) injects a fault into one rank of a tensor-parallel group.
         """
-        config = {**HF_KNOB_DEFAULTS, **config}
-        if config["compile"] and config["cache_implementation"] != "static":
-            raise Infeasible("compile needs cache_implementation static")
+        config = {**knob_defaults(), **config}
         device = resolve_device(task["device"])
+        reason = why_infeasible(config, Machine.here(device))
+        if reason is not None:
+            raise Infeasible(reason)
         check_dtype(config["dtype"], device)
         if config["shard_count"] > 1:
             return self._measure_sharded(task, config, device, rank_fault)
@@ -288,6 +284,7 @@ class HFBackend:
         info.update({"device": device, "loaded_weights": loaded, "load_s": load_s, "accuracy_s": accuracy_s,
                      "accuracy_cached": cached, "accuracy_path": ACCURACY_PATH,
                      "reference_metrics": reference_metrics, "kept_models_mb": self.kept_bytes / MB,
+                     "memory_budget_mb": self.memory_budget / MB,
                      "quantized_modules": quantized_modules,
                      "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
         return metrics, info

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.knobs import TINY_DEFAULTS, converted_gguf_folder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -94,24 +93,18 @@ def _tiny_model(spec: dict[str, Any], vocab_size: int, seed: int) -> torch.nn.Mo
     return AutoModelForCausalLM.from_config(_tiny_config(spec, vocab_size), dtype=torch.float32)
 
 
-def quantize(model: torch.nn.Module, quantization: str, device: str) -> int:
-    """Quantize in place; returns how many modules changed. Raises Infeasible when it cannot run here."""
+def quantize(model: torch.nn.Module, quantization: str) -> int:
+    """Quantize in place; returns how many modules changed (the worker refused what cannot run here first)."""
     if quantization == "none":
         return 0
     if quantization == "int8-dynamic":
-        if device != "cpu":
-            raise Infeasible("int8-dynamic (torch dynamic quantization) runs on CPU only")
         from torch.ao.quantization import quantize_dynamic
 
         before = sum(isinstance(module, torch.nn.Linear) for module in model.modules())
         quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
         return before - sum(type(module) is torch.nn.Linear for module in model.modules())
-    try:
-        from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
-    except ImportError:
-        raise Infeasible(f"{quantization} needs torchao, which is not installed (pip install torchao)") from None
-    if quantization == "int4-weight-only" and device != "cuda":
-        raise Infeasible("int4-weight-only (torchao) kernels need CUDA")
+    from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
+
     config = Int8WeightOnlyConfig() if quantization == "int8-weight-only" else Int4WeightOnlyConfig(group_size=128)
     quantize_(model, config)
     # torchao swaps the weights of Linear layers for quantized tensor subclasses
@@ -129,7 +122,7 @@ def load_model(model_spec: dict[str, Any], dtype: str, quantization: str, device
                                                      trust_remote_code=bool(model_spec.get("trust_remote_code")))
     model.to(device)
     model.eval()
-    return model, quantize(model, quantization, device)
+    return model, quantize(model, quantization)
 
 
 def float32_bytes(model_spec: dict[str, Any], vocab_size: int) -> int:

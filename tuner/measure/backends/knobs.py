@@ -1,10 +1,9 @@
-"""Backend facts needed without torch: the HF knobs and their defaults, where GGUF conversions are cached."""
+"""Backend facts needed without torch: the tiny model's defaults, where GGUF conversions are cached."""
 
 import os
 from pathlib import Path
 
-HF_KNOB_DEFAULTS = {"batch_size": 1, "dtype": "float32", "quantization": "none", "attn_implementation": "sdpa",
-                    "cache_implementation": "dynamic", "compile": False, "shard_count": 1}
+HOST_WORKERS = "INFERTUNE_HOST_WORKERS"  # how many workers share this host's memory (ppo --envs N on the CPU)
 TINY_DEFAULTS = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                  "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 512}
 

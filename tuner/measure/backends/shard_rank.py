@@ -73,7 +73,7 @@ class RankBackend:
         model, _ = load_model(task["model"], config["dtype"], "none", "cpu", task["seed"], vocab)
         split = shard_model(model, self.rank, self.world)
         model.to(self.device)
-        quantized = quantize(model, config["quantization"], self.device.split(":")[0])
+        quantized = quantize(model, config["quantization"])
         self._models[key] = (model, quantized, split, model_bytes(model))
         return model, quantized, split, True
 
