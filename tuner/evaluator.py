@@ -44,6 +44,8 @@ class Evaluator:
         self.measurements = 0  # backend calls (the budget's unit): neither cache hits nor constraint rejections
         self.measurer: Measurer = _open_measurer(task, self.run_dir, worker_env, echo_worker)
         self.fingerprint = self.measurer.fingerprint
+        self.features: dict[str, Any] | None = None  # the task's features, from the measurer's latest reply
+        self._described = False
         self._worker_spec = task.worker_spec()  # built once: it carries every prompt
         # Everything the measurer is told (seed, device, workload, accuracy spec, ...) is in the key, so a field
         # added to the spec joins the key by itself; the model by identity, not by where its file lies.
@@ -68,6 +70,14 @@ class Evaluator:
     def runnable_values(self) -> dict[str, list[Any]]:
         """Per knob, the values that can run here at all (a recording: the values it holds)."""
         return self.measurer.runnable_values(self.task.space)
+
+    def describe(self) -> dict[str, Any] | None:
+        """The task's features (model, hardware, workload; DESIGN §14), asking the measurer once if needed."""
+        if self.features is None and not self._described:
+            self._described = True  # once: a worker that cannot describe the task is not restarted for it again
+            reply = self.measurer.request({"op": "describe", "task": self._worker_spec}, timeout_s=self.task.timeout_s)
+            self.features = reply.get("features")
+        return self.features
 
     def key(self, config: Mapping[str, Any]) -> str:
         """Cache key: task, model identity and seed, device, workload, accuracy spec, config, fingerprint."""
@@ -97,12 +107,15 @@ class Evaluator:
                      "error": error_payload("ConstraintViolated", f"violates: {'; '.join(violated)}")}
         elif self.use_cache and fault is None and (hit := self.lookup(full, key)) is not None:
             cached = self._from_cache(hit, started)
+            self.features = cached.features or self.features
+            cached.features = self.features  # an entry cached before records carried features gets the task's
             cached.info = {**cached.info, **(tags or {})}
             return self._write(cached)
         else:
             payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault}
             reply = self.measurer.request(payload, timeout_s=self.task.timeout_s)
             self.measurements += 1
+            self.features = reply.get("features") or self.features
         status = Status(reply["status"])
         value, feasible = score(self.task.objective, status.value, reply["metrics"],
                                 (reply.get("info") or {}).get("reference_metrics"))
@@ -110,7 +123,8 @@ class Evaluator:
                         agent=self.agent, config=full, status=status.value, error=reply["error"],
                         metrics=reply["metrics"], objective=value, feasible=feasible, cached=False,
                         fingerprint=self.fingerprint, started_at=started,
-                        duration_s=time.perf_counter() - clock, info=reply.get("info", {}))
+                        duration_s=time.perf_counter() - clock, info=reply.get("info", {}),
+                        features=self.features)
         if status.cacheable and not violated and fault is None:
             self.cache.put(key, record.to_dict())
         record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config

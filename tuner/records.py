@@ -31,6 +31,7 @@ class Record:
     started_at: str
     duration_s: float
     info: dict[str, Any] = field(default_factory=dict)  # code path taken, time split; not part of the score
+    features: dict[str, Any] | None = None  # the task's model, hardware and workload (DESIGN §14); None: unknown
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:

@@ -194,7 +194,8 @@ def _resolve_model(model: dict[str, Any], task_file: Path, reader: _Reader) -> d
     elif kind == "tiny":
         reader.mapping(model["tiny"], "model.tiny", {"architecture", "hidden_size", "intermediate_size",
                                                       "num_hidden_layers", "num_attention_heads",
-                                                      "num_key_value_heads", "max_position_embeddings"})
+                                                      "num_key_value_heads", "max_position_embeddings",
+                                                      "vocab_size"})
     if not isinstance(model.get("trust_remote_code", False), bool):
         raise reader.fail("must be true or false", "model.trust_remote_code", model.get("trust_remote_code"))
     return resolved

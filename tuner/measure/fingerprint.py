@@ -26,7 +26,7 @@ def _version(package: str) -> str:
         return "missing"
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             for line in cpuinfo:
@@ -35,6 +35,41 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# Instruction sets that decide which CPU kernels run (bfloat16 is emulated without AVX512-BF16 or AMX: on the
+# same "AMD EPYC" name, SmolLM2 in bfloat16 at batch 16 ran 244 tokens/s on a Zen 4 host and 27 on a Zen 3 one).
+CPU_ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def _cpuinfo_fields() -> dict[str, str]:
+    """The first processor's block of /proc/cpuinfo (empty where there is none)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    return fields
+
+
+@functools.cache
+def cpu_model() -> str:
+    """Family, model and stepping: a VM may show every EPYC as "AMD EPYC", these still tell Zen 3 from Zen 4."""
+    fields = _cpuinfo_fields()
+    parts = [f"{key.replace('cpu ', '')} {fields[key]}" for key in ("cpu family", "model", "stepping") if key in fields]
+    return ", ".join(parts) or platform.machine()
+
+
+@functools.cache
+def cpu_isa() -> str:
+    """The kernel-relevant instruction sets the CPU has (CPU_ISA), space-separated."""
+    flags = set(_cpuinfo_fields().get("flags", "").split())
+    return " ".join(name for name in CPU_ISA if name in flags)
 
 
 @functools.cache
@@ -132,9 +167,11 @@ def fingerprint(device: str, env: Mapping[str, str] | None = None) -> dict[str, 
     gpus = visible_gpus(variables) if device == "cuda" else []
     return {
         "device": device,
-        "device_name": ", ".join(sorted({name for name, _ in gpus})) if gpus else _cpu_name(),
+        "device_name": ", ".join(sorted({name for name, _ in gpus})) if gpus else cpu_name(),
         "device_count": len(gpus) if device == "cuda" else cpu_cores(),
         "cpu_cores": cpu_cores(),
+        "cpu_model": cpu_model(),
+        "cpu_isa": cpu_isa(),
         "threads": " ".join(f"{name}={variables[name]}" for name in THREAD_VARIABLES if name in variables),
         "driver": ", ".join(sorted({driver for _, driver in gpus})),
         "torch": _version("torch"),

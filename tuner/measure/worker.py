@@ -54,6 +54,14 @@ def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
     return {"status": status.value, "metrics": metrics, "info": info, "error": None, "restart": False}
 
 
+def describe(backend: Any, request: dict[str, Any]) -> dict[str, Any] | None:
+    """The task's features for the reply (DESIGN §14); None when they cannot be read (its model fails to load)."""
+    try:
+        return backend.features(request["task"])
+    except Exception:  # the measurement's own reply already says what failed
+        return None
+
+
 def serve(reply_fd: int) -> None:
     """Answer requests until stdin closes (the parent is gone) or a shutdown request arrives."""
     import torch
@@ -70,8 +78,11 @@ def serve(reply_fd: int) -> None:
             request = decode(line)
             if request.get("op") == "shutdown":
                 break
-            answer = handle_measure(backend, request)
-            answer["id"] = request.get("id")
+            if request.get("op") == "describe":  # the task's features before any measurement (warm starts)
+                answer = {"status": Status.OK.value, "metrics": {}, "info": {}, "error": None, "restart": False}
+            else:
+                answer = handle_measure(backend, request)
+            answer["id"], answer["features"] = request.get("id"), describe(backend, request)
             reply.write(encode(answer))
             if answer["restart"]:
                 break

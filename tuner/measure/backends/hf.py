@@ -10,8 +10,9 @@ from typing import Any
 import torch
 
 from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequences, teacher_forced_logprobs
+from tuner.measure.backends.hf_features import hardware_features, model_features, workload_features
 from tuner.measure.backends.hf_models import DTYPES, float32_bytes, load_model, load_tokenizer, model_config
-from tuner.measure.backends.hf_timing import measure_generation
+from tuner.measure.backends.hf_timing import build_batches, measure_generation
 from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.knobs import HOST_WORKERS
 from tuner.measure.backends.shard_group import ShardGroup
@@ -79,6 +80,7 @@ class HFBackend:
         self._references: dict[str, Reference] = {}
         self._accuracy: dict[str, dict[str, float]] = {}
         self._labeled: dict[str, float] = {}
+        self._features: dict[str, dict[str, Any]] = {}
         self._shards: ShardGroup | None = None
 
     def _tokenizer(self, model_spec: dict[str, Any]) -> Any:
@@ -118,14 +120,31 @@ class HFBackend:
             model, quantized, _ = self._models[key]
             return model, quantized, False
         vocab = len(self._tokenizer(task["model"]))
-        spec_key = key[0]
-        if spec_key not in self._float32_bytes:
-            self._float32_bytes[spec_key] = float32_bytes(task["model"], vocab)
-        self._make_room(self._float32_bytes[spec_key], device)
+        self._make_room(self._float32_size(task["model"], vocab), device)
         model, quantized = load_model(task["model"], weights["dtype"], weights["quantization"], device, task["seed"],
                                       vocab)
         self._models[key] = (model, quantized, model_bytes(model))
         return model, quantized, True
+
+    def _float32_size(self, model_spec: dict[str, Any], vocab: int) -> int:
+        key = repr(sorted(model_spec.items()))
+        if key not in self._float32_bytes:
+            self._float32_bytes[key] = float32_bytes(model_spec, vocab)
+        return self._float32_bytes[key]
+
+    def features(self, task: dict[str, Any]) -> dict[str, Any]:
+        """The task's model, device and workload features (DESIGN §14), worked out once per task."""
+        key = repr((sorted(task["model"].items()), task["device"], task["workload"]))
+        if key not in self._features:
+            device = resolve_device(task["device"])
+            tokenizer = self._tokenizer(task["model"])
+            vocab = len(tokenizer)
+            parameters = self._float32_size(task["model"], vocab) // 4
+            prompt_tokens = int(build_batches(tokenizer, task["workload"], 1, "cpu")[0]["input_ids"].shape[1])
+            self._features[key] = {"model": model_features(model_config(task["model"], vocab), parameters),
+                                   "hardware": hardware_features(device),
+                                   "workload": workload_features(task["workload"], prompt_tokens)}
+        return self._features[key]
 
     @staticmethod
     def _reference_config(task: dict[str, Any]) -> dict[str, Any]:

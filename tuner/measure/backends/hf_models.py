@@ -74,7 +74,10 @@ def _tiny_config(spec: dict[str, Any], vocab_size: int) -> Any:
 
     settings = {**TINY_DEFAULTS, **spec}
     architecture = settings.pop("architecture")
-    return AutoConfig.for_model(architecture, vocab_size=vocab_size, pad_token_id=vocab_size - 3,
+    # a vocabulary may be larger than the byte tokenizer's (a bigger embedding and LM head, as in real models);
+    # the special tokens stay the tokenizer's
+    model_vocab = max(int(settings.pop("vocab_size", vocab_size)), vocab_size)
+    return AutoConfig.for_model(architecture, vocab_size=model_vocab, pad_token_id=vocab_size - 3,
                                 bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, **settings)
 
 

@@ -55,6 +55,7 @@ class ReplayMeasurer:
         if not records:
             raise ConfigError("recording holds no records", source=str(recording))
         self.fingerprint: dict[str, Any] = dict(records[0].get("fingerprint") or {"device": "replay"})
+        self.features = next((record["features"] for record in records if record.get("features")), None)
         self.skipped = 0
         self._table: dict[str, dict[str, Any]] = {}
         for record in records:
@@ -81,13 +82,16 @@ class ReplayMeasurer:
 
     def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         """The recorded outcome of ``payload['config']``."""
+        if payload.get("op") == "describe":
+            return {"status": Status.OK.value, "metrics": {}, "info": {}, "error": None, "features": self.features}
         replay_delay()
         record = self._table.get(config_key(payload["config"]))
         if record is None:
             return {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {"replay": True},
-                    "error": error_payload("NotRecorded", "not in recording")}
+                    "error": error_payload("NotRecorded", "not in recording"), "features": self.features}
         return {"status": record["status"], "metrics": dict(record.get("metrics") or {}), "error": record.get("error"),
-                "info": {"replay": True, "recorded_run": record.get("run"), "recorded_trial": record.get("trial")}}
+                "info": {"replay": True, "recorded_run": record.get("run"), "recorded_trial": record.get("trial")},
+                "features": record.get("features") or self.features}
 
     def close(self) -> None:
         """Nothing to release."""
