@@ -43,7 +43,8 @@ def main() -> None:
     results = {}
     for budget in (int(value) for value in args.budgets.split(",")):
         out_dir = root / f"budget{budget}"
-        report = run_compare(task, [lambda name=name: make_agent(name) for name in ("ppo", "optuna", "random")],
+        report = run_compare(task, [lambda name=name: make_agent(name, policy="none")
+                                    for name in ("ppo", "optuna", "random")],
                              budget=budget, seeds=range(args.seeds), out_dir=out_dir, progress=lambda _line: None)
         rows = {row["agent"]: row for row in report["agents"]}
         ratio = rows["optuna"]["to95_mean"] / rows["random"]["to95_mean"]

@@ -45,7 +45,7 @@ def test_cached_configs_do_not_count(tmp_path, replay_task, name):
 
 def test_ppo_saves_a_policy_that_loads(tmp_path, replay_task):
     evaluator, session = _session(replay_task, tmp_path / "run", budget=8, cache_dir=tmp_path / "c1")
-    first = make_agent("ppo")
+    first = make_agent("ppo", policy="none")  # PPO learning on the task saves its policy
     first.search(session, seed=0)
     evaluator.close()
     assert first.saved == tmp_path / "run" / "policy.zip" and first.saved.is_file()
@@ -159,7 +159,7 @@ def test_ppo_never_proposes_a_masked_value(tmp_path):
     task = dataclasses.replace(load_task(REPLAY), recording=recording)
     evaluator, session = _session(task, tmp_path / "run", budget=16, cache_dir=tmp_path / "cache")
     assert session.allowed["batch_size"] == [1, 4]
-    make_agent("ppo").search(session, seed=2)
+    make_agent("ppo", policy="none").search(session, seed=2)
     evaluator.close()
     assert len(session.records) >= 16
     assert {record.config["batch_size"] for record in session.records} <= {1, 4}

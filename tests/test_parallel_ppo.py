@@ -13,7 +13,7 @@ from tuner.records import read_records
 
 def test_two_envs_spend_exactly_one_budget_on_one_cache(tmp_path):
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "tune", str(REPLAY), "--agent", "ppo",
-               "--envs", "2", "--budget", "12", "--run", "vec", "--no-mlflow"]
+               "--policy", "none", "--envs", "2", "--budget", "12", "--run", "vec", "--no-mlflow"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "vec"
@@ -34,7 +34,8 @@ def test_parallel_workers_on_the_cpu_split_the_memory_they_may_keep_models_in(tm
     def budgets_mb(n_envs: int) -> list[float]:
         runs = tmp_path / f"runs{n_envs}"  # a cache of its own: every record below was measured by this run
         command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "tune", str(TINY), "--agent",
-                   "ppo", "--envs", str(n_envs), "--budget", "2", "--run", f"envs{n_envs}", "--no-mlflow"]
+                   "ppo", "--policy", "none", "--envs", str(n_envs), "--budget", "2", "--run", f"envs{n_envs}",
+                   "--no-mlflow"]
         result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         run = runs / f"envs{n_envs}"

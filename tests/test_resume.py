@@ -29,9 +29,10 @@ def _outcomes(run_dir) -> list[tuple]:
             for record in read_records(run_dir / "records.jsonl")]
 
 
-@pytest.mark.parametrize("agent", ["optuna", "random", "ppo"])
+@pytest.mark.parametrize("agent", ["optuna", "random", "ppo", "ppo-learning"])
 def test_killed_and_resumed_equals_uninterrupted(tmp_path, agent):
-    settings = ("--agent", agent, "--budget", "12", "--seed", "3")
+    chosen = ("--agent", "ppo", "--policy", "none") if agent == "ppo-learning" else ("--agent", agent)
+    settings = (*chosen, "--budget", "12", "--seed", "3")
     whole = _tune(tmp_path, REPLAY, *settings, "--run", "whole")
     assert whole.returncode == 0, whole.stderr[-2000:]
     killed = _tune(tmp_path, REPLAY, *settings, "--run", "killed", kill_after=5)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tuner.objective import METRICS
 
@@ -70,11 +71,23 @@ def test_weights_load_once_per_dtype(records):
     assert records["bfloat16-8"]["info"]["loaded_weights"] is False
 
 
+def test_the_labeled_set_scores_the_float32_weights_like_the_reference(records):
+    # 48 labeled items, greedy answers parsed and exact-matched: the float32 reference gets 19 right
+    reference = records["float32-1"]["info"]["reference_metrics"]["task_accuracy"]
+    assert reference == pytest.approx(19 / 48)
+    assert records["float32-1"]["metrics"]["task_accuracy"] == pytest.approx(reference, abs=2 / 48)
+    assert abs(records["bfloat16-1"]["metrics"]["task_accuracy"] - reference) <= 0.15
+
+
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="2 tensor-parallel ranks need 2 CPU cores")
 def test_two_shards_match_the_unsharded_model(tmp_path):
     # SmolLM2 has 9 query / 3 KV heads: not divisible by 2, so the ranks hold KV groups 2 + 1.
+    # The labeled set is left out: the ranks score it too (tests/test_accuracy_paths.py), for a minute more.
+    task = yaml.safe_load((ROOT / "envs" / "smollm2-cpu.yaml").read_text())
+    del task["accuracy"]["labeled"]
+    (tmp_path / "smollm2.yaml").write_text(yaml.safe_dump(task))
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "measure",
-               str(ROOT / "envs" / "smollm2-cpu.yaml"), "--set", "shard_count=2", "--json", "--no-cache"]
+               str(tmp_path / "smollm2.yaml"), "--set", "shard_count=2", "--json", "--no-cache"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]

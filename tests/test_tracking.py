@@ -33,7 +33,8 @@ def _runs(client: MlflowClient, experiment: str) -> list:
 
 def test_tune_mirrors_every_trial(tmp_path):
     runs = tmp_path / "runs"
-    result = infertune("tune", str(REPLAY), "--agent", "ppo", "--budget", "16", "--run", "t", runs=runs)
+    result = infertune("tune", str(REPLAY), "--agent", "ppo", "--policy", "none", "--budget", "16", "--run", "t",
+                       runs=runs)
     assert result.returncode == 0, result.stderr
     mirrored = _runs(_client(runs), "smollm2-cpu-replay")
     parents = [run for run in mirrored if run.data.tags.get("infertune.kind") == "invocation"]
@@ -129,8 +130,8 @@ def test_compare_is_one_parent_with_every_trial(tmp_path, agents):
 def test_sync_tags_the_best_of_parallel_envs(tmp_path):
     """With ``--envs N`` the records live in env<i>/ and belong to ``env<i>``: sync still tags the best one."""
     runs = tmp_path / "runs"
-    tuned = infertune("tune", str(REPLAY), "--agent", "ppo", "--envs", "2", "--budget", "8", "--run", "vec",
-                      "--no-mlflow", runs=runs)
+    tuned = infertune("tune", str(REPLAY), "--agent", "ppo", "--policy", "none", "--envs", "2", "--budget", "8",
+                      "--run", "vec", "--no-mlflow", runs=runs)
     assert tuned.returncode == 0, tuned.stderr[-3000:]
     records = [json.loads(line) for index in range(2)
                for line in (runs / "vec" / f"env{index}" / "records.jsonl").read_text().splitlines()]

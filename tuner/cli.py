@@ -7,6 +7,7 @@ import errno
 import sys
 from typing import NoReturn
 
+from tuner.commands.learning import cmd_pretrain
 from tuner.commands.listing import cmd_envs_list, cmd_spaces_show
 from tuner.commands.measuring import cmd_measure
 from tuner.commands.shipping import cmd_export, cmd_sync, cmd_ui
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
     measure.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE[,VALUE...]",
                          help="set a knob (repeatable; comma-separated values measure each)")
+    measure.add_argument("--grid", action="store_true", help="every config of the task's space its constraints allow "
+                                                             "(knobs given with --set sweep only those values)")
     measure.add_argument("--json", action="store_true", help="print each record as one JSON line")
     measure.add_argument("--no-cache", action="store_true", help="measure even when a cached result exists")
     measure.add_argument("--run", help="run name (default: measure-<task>-<time>); an existing run is appended to")
@@ -44,6 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("-v", "--verbose", action="store_true", help="echo the worker's log")
     measure.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
     measure.set_defaults(handler=cmd_measure)
+
+    pretrain = commands.add_parser("pretrain", help="train the tuning policy on the landscape library (replayed, "
+                                   "no inference)")
+    pretrain.add_argument("--library", help="folder of landscapes: task .yaml + .jsonl (default: "
+                          "envs/recordings/library)")
+    pretrain.add_argument("--holdout", nargs="+", default=[], metavar="ID", help="landscapes to leave out")
+    pretrain.add_argument("--timesteps", type=int, default=200_000, help="environment steps (default 200000)")
+    pretrain.add_argument("--augment", type=float, default=0.0, metavar="SHARE",
+                          help="share of episodes on perturbed copies of the landscapes (default 0)")
+    pretrain.add_argument("--seed", type=int, default=0)
+    pretrain.add_argument("--out", default="policies/default.zip", help="where to save the policy (.zip; its "
+                          "canonical values and provenance go beside it as .json)")
+    pretrain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pretrain.add_argument("--no-mlflow", action="store_true", help="do not log the learning curve to MLflow")
+    pretrain.set_defaults(handler=cmd_pretrain)
 
     tune = commands.add_parser("tune", help="search for the best config with one agent and one budget")
     tune.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
@@ -56,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--study", help="optuna study name to create or join (default: the run name)")
     tune.add_argument("--heartbeat", type=int, metavar="SECONDS", help="optuna: heartbeat interval of a running "
                       "trial (default 5); a trial silent for 4 intervals is failed and retried once")
-    tune.add_argument("--policy", help="ppo: start from a saved policy (.zip)")
+    tune.add_argument("--warm-start", action="store_true", help="optuna: first try the best configs of the "
+                      "library's landscapes most like this task (envs/recordings/library)")
+    tune.add_argument("--policy", help="ppo: the policy that proposes (default: policies/default.zip, pretrained on "
+                      "the landscape library); 'none' or a policy saved by a run: PPO that learns on this task")
     tune.add_argument("--envs", type=int, metavar="N", help="ppo: N environments in parallel (SubprocVecEnv, one "
                       "per GPU; on a CPU they share its cores and disturb each other's timings)")
     tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")

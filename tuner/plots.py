@@ -89,3 +89,33 @@ def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, tit
     axis.legend(fontsize=8)
     axis.set_title(title)
     return _save(plt, figure, path)
+
+
+def learning_curve_plot(curve: Sequence[tuple[int, float]], path: Path, title: str) -> Path:
+    """Pretraining: the mean final quality (best found / optimum) of the episodes of each rollout."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7, 4))
+    if curve:
+        steps, quality = zip(*curve, strict=True)
+        axis.plot(steps, quality, color="tab:blue")
+    axis.set_ylim(0.0, 1.02)
+    axis.set_title(title)
+    _label(axis, "environment steps", "episode's best / optimum (mean per rollout)")
+    return _save(plt, figure, path)
+
+
+def transfer_plot(summary: Mapping, path: Path) -> Path:
+    """Leave-one-out benchmark: best found / optimum against the budget, per agent, with 95% CI bars."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    budgets = summary["budgets"]
+    for agent, entry in summary["agents"].items():
+        means = [entry["best_over_optimum"][budget][0] for budget in budgets]
+        halves = [entry["best_over_optimum"][budget][1] for budget in budgets]
+        axis.errorbar(budgets, means, yerr=[half if half == half else 0.0 for half in halves], marker="o",
+                      capsize=3, label=agent)
+    axis.set_title(f"held-out landscapes ({len(summary['landscapes'])}): best found / optimum")
+    axis.set_xticks(budgets)
+    axis.legend(title="bars: 95% CI over landscapes x seeds", fontsize=8, title_fontsize=8)
+    _label(axis, "budget (measurements)", "best found / optimum")
+    return _save(plt, figure, path)

@@ -36,11 +36,27 @@ def make_agent(name: str, **options: Any) -> Agent:
     if name == "optuna":
         from tuner.agents.optuna_search import OptunaAgent
 
-        known = ("sampler", "pareto", "storage", "study_name", "heartbeat_s")
+        known = ("sampler", "pareto", "storage", "study_name", "heartbeat_s", "warm_start")
         return OptunaAgent(**{key: value for key, value in options.items() if key in known and value is not None})
     if name == "ppo":
-        from tuner.agents.ppo_search import PPOAgent
-
-        return PPOAgent(**{key: value for key, value in options.items()
-                           if key in ("policy", "save_to", "n_envs") and value is not None})
+        return _ppo_agent(options.get("policy"), options.get("save_to"), options.get("n_envs"))
     raise UserError("unknown agent; known: random, optuna, ppo", field="--agent", value=name)
+
+
+def _ppo_agent(policy: str | None, save_to: str | None, n_envs: int | None) -> Agent:
+    """The pretrained policy (the shipped default, or ``policy`` when it is a pretrained one) acts; ``policy``
+    "none", or a policy saved by an earlier run, gives PPO that learns on the task itself."""
+    from tuner.agents.ppo_search import PPOAgent
+    from tuner.agents.pretrained_ppo import DEFAULT_POLICY, PretrainedPPOAgent, is_pretrained
+
+    learning = policy == "none" or (policy is not None and not is_pretrained(policy))
+    if policy is None and not is_pretrained(DEFAULT_POLICY):
+        learning = True  # no shipped policy in this checkout: learn from scratch
+    if not learning:
+        if n_envs not in (None, 1):
+            raise UserError("parallel environments are for PPO that learns on the task: add --policy none",
+                            field="--envs", value=n_envs)
+        return PretrainedPPOAgent(policy or DEFAULT_POLICY)
+    return PPOAgent(**{key: value for key, value in (("policy", None if policy == "none" else policy),
+                                                       ("save_to", save_to), ("n_envs", n_envs))
+                       if value is not None})

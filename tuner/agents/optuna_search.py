@@ -12,6 +12,7 @@ import math
 import time
 import warnings
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -32,6 +33,8 @@ from tuner.agents.optuna_storage import (
     study_room,
 )
 from tuner.errors import UserError
+from tuner.library.landscape import Landscape
+from tuner.library.warm_start import warm_start_configs
 from tuner.objective import ObjectiveSpec, violation_size
 from tuner.records import Record
 from tuner.redact import redact_url
@@ -128,8 +131,11 @@ class OptunaAgent(Agent):
     name = "optuna"
 
     def __init__(self, sampler: str = "tpe", pareto: bool = False, storage: str | None = None,
-                 study_name: str | None = None, poll_s: float = 2.0, heartbeat_s: int = HEARTBEAT_INTERVAL_S):
+                 study_name: str | None = None, poll_s: float = 2.0, heartbeat_s: int = HEARTBEAT_INTERVAL_S,
+                 warm_start: Sequence[Landscape] | None = None):
+        """``warm_start``: a landscape library whose nearest landscapes' best configs are tried first."""
         self.sampler_name = sampler
+        self.warm_start = warm_start
         self.pareto = pareto
         self.storage = storage
         self.study_name = study_name
@@ -145,7 +151,8 @@ class OptunaAgent(Agent):
     def describe(self) -> dict[str, Any]:
         """Sampler, mode, storage and study."""
         return {"agent": self.name, "sampler": self.sampler_name, "pareto": self.pareto,
-                "storage": redact_url(self.storage), "study": self.study_name}
+                "storage": redact_url(self.storage), "study": self.study_name,
+                "warm_start": [landscape.name for landscape in self.warm_start] if self.warm_start else None}
 
     def study(self, session: TuningSession, seed: int) -> optuna.Study:
         """Create (or join) the study in the configured storage; SQLite under runs/ by default."""
@@ -203,6 +210,8 @@ class OptunaAgent(Agent):
         distributions = encoding.distributions()
         study = self.study(session, seed)
         self._resume(study, session)
+        if self.warm_start and not study.get_trials(deepcopy=False):
+            self._enqueue_warm_start(study, session, distributions)
         while not session.exhausted:
             trial = self._ask(study, session, seed, distributions)
             if trial is False:
@@ -216,6 +225,20 @@ class OptunaAgent(Agent):
                 record = session.evaluate(encoding.config(trial.params),
                                           tags={"optuna_study": self.study_name, "optuna_trial": trial.number})
             self._tell(study, trial, record)
+
+    def _enqueue_warm_start(self, study: optuna.Study, session: TuningSession,
+                            distributions: dict[str, BaseDistribution]) -> None:
+        """Queue the nearest landscapes' best configs as the first trials (knobs they lack are sampled)."""
+        configs = warm_start_configs(session.evaluator.describe(), self.warm_start)
+        for config in configs[: max(1, session.budget // 2)]:
+            params = {}
+            for name, distribution in distributions.items():
+                value = config.get(name)
+                if isinstance(distribution, IntDistribution) and isinstance(value, int):
+                    params[name] = min(max(value, distribution.low), distribution.high)
+                elif isinstance(distribution, CategoricalDistribution) and value in distribution.choices:
+                    params[name] = value
+            study.enqueue_trial(params, skip_if_exists=True)
 
     def _ask(self, study: optuna.Study, session: TuningSession, seed: int,
              distributions: dict[str, BaseDistribution]) -> optuna.Trial | bool | None:

@@ -27,8 +27,13 @@ def _read_config_file(path: str) -> dict[str, Any]:
     return config_from_export(document) if document.get("kind") == KIND else document
 
 
-def _sweep(task_space: SearchSpace, assignments: list[str]) -> list[dict[str, str]]:
-    """Expand ``--set knob=v1,v2`` pairs into the cartesian product of configs."""
+def _sweep(task_space: SearchSpace, assignments: list[str], grid: bool = False,
+           fixed: dict[str, Any] | None = None) -> list[dict[str, str]]:
+    """Expand ``--set knob=v1,v2`` pairs into the cartesian product of configs.
+
+    ``grid``: every knob not set (nor ``fixed`` by a config file) sweeps all its choices, and configs the space's
+    constraints rule out are left out (a landscape: every config of the space).
+    """
     choices: dict[str, list[str]] = {}
     for assignment in assignments:
         name, sep, values = assignment.partition("=")
@@ -38,8 +43,16 @@ def _sweep(task_space: SearchSpace, assignments: list[str]) -> list[dict[str, st
             raise ConfigError(f"unknown knob; known: {', '.join(task_space.names)}", source="--set",
                               field=name.strip(), value=assignment)
         choices[name.strip()] = [value for value in values.split(",") if value.strip()] or [values]
+    if grid:
+        for knob in task_space.knobs:
+            if knob.name not in (fixed or {}):
+                choices.setdefault(knob.name, [str(choice) for choice in knob.choices])
     names = list(choices)
-    return [dict(zip(names, values, strict=True)) for values in itertools.product(*choices.values())]
+    configs = [dict(zip(names, values, strict=True)) for values in itertools.product(*choices.values())]
+    if grid:
+        configs = [config for config in configs
+                   if not task_space.violations(task_space.complete({**(fixed or {}), **config}, "--set"))]
+    return configs
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -52,7 +65,8 @@ def cmd_measure(args: argparse.Namespace) -> int:
     base = _read_config_file(args.config) if args.config else {}
     if args.config:
         task.space.complete(base, source=args.config)  # one-line error for a knob or value the space lacks
-    configs = [task.space.complete({**base, **partial}, source="--set") for partial in _sweep(task.space, args.set)]
+    partials = _sweep(task.space, args.set, args.grid, base)
+    configs = [task.space.complete({**base, **partial}, source="--set") for partial in partials]
     run_dir = runs_folder(args) / run_name(args, "measure", task.id)
     records = []
     tracker = mlflow_mirror(args, task, run_dir.name, {"agent": "measure", "configs": len(configs)})

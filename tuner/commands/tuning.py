@@ -25,7 +25,7 @@ def _budget(args: argparse.Namespace, task: TaskSpec) -> int:
     return budget
 
 
-RESUMED_SETTINGS = ("agent", "seed", "sampler", "pareto", "storage", "study", "policy", "envs")
+RESUMED_SETTINGS = ("agent", "seed", "sampler", "pareto", "storage", "study", "policy", "envs", "warm_start")
 
 
 def _resumed(args: argparse.Namespace, task: TaskSpec) -> dict[str, Any]:
@@ -50,6 +50,13 @@ def _resumed(args: argparse.Namespace, task: TaskSpec) -> dict[str, Any]:
                               field="--storage", value=saved["storage"])
         saved["storage"] = args.storage
     return saved
+
+
+def _warm_start_library(task_id: str) -> list:
+    """The shipped landscape library, without a landscape recorded for this very task (that would be the answer)."""
+    from tuner.library.catalog import load_library
+
+    return [landscape for landscape in load_library() if landscape.name != task_id]
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -78,11 +85,15 @@ def cmd_tune(args: argparse.Namespace) -> int:
             run_dir = run_dir.with_name(f"{run_dir.name}-{os.getpid()}")  # workers started together stay apart
     if args.heartbeat is not None and args.heartbeat <= 0:
         raise ConfigError("must be a positive number of seconds", field="--heartbeat", value=args.heartbeat)
+    if settings["warm_start"] and settings["agent"] != "optuna":
+        raise ConfigError("a warm start is for --agent optuna (ppo starts from its pretrained policy)",
+                          field="--warm-start", value=settings["agent"])
     budget = _budget(args, task)
     seed = task.seed if settings["seed"] is None else settings["seed"]
     agent = make_agent(settings["agent"], sampler=settings["sampler"], pareto=settings["pareto"],
                        storage=settings["storage"], study_name=settings["study"], policy=settings["policy"],
-                       heartbeat_s=args.heartbeat, n_envs=settings["envs"])
+                       heartbeat_s=args.heartbeat, n_envs=settings["envs"],
+                       warm_start=_warm_start_library(task.id) if settings["warm_start"] else None)
     args.active_run, args.env = run_dir.name, str(args.env)
     verb = f"resuming {run_dir.name} ({len(journal)} records taken)" if journal else f"run {run_dir.name}"
     print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements, seed {seed}, {verb}", flush=True)

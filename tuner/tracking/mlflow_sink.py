@@ -170,6 +170,13 @@ class MlflowSink:
 
         self._guard(f"deployable trial {record.trial}", upload)
 
+    def attach(self, paths: Sequence[Path]) -> None:
+        """Attach files to the parent run (a trained policy, a plot)."""
+        if self.parent_id is None:
+            return
+        for path in paths:
+            self._guard(f"artifact {path.name}", lambda path=path: self.client.log_artifact(self.parent_id, str(path)))
+
     def finish(self, summary: dict[str, Any] | None = None) -> None:
         """Close the parent run with the run's headline numbers."""
         if self.parent_id is None:

@@ -1,0 +1,163 @@
+"""Benchmark: does a policy pretrained on other landscapes tune a new one in fewer measurements?
+
+Leave-one-landscape-out over the library (envs/recordings/library): for each landscape L, a policy is
+pretrained on every other landscape (never on L), then random search, Optuna (TPE), Optuna warm-started
+from the other landscapes, PPO learning from scratch and the pretrained PPO each tune L by replay, at
+budgets 4, 8, 12 and 16, over many seeds. Reported, with 95% confidence intervals over (landscape, seed):
+best found / optimum at each budget, and measurements to reach 95% of the optimum (at the largest budget; a
+run that never reaches it counts as budget + 1, a lower bound). Also the time to pretrain and to propose.
+
+    python benchmarks/transfer.py [--seeds 20] [--budgets 4,8,12,16] [--timesteps 200000] [--out DIR]
+
+Finished runs are appended to <out>/runs.jsonl and skipped when the same command runs again (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from tuner.agents.optuna_search import OptunaAgent
+from tuner.agents.ppo_search import PPOAgent
+from tuner.agents.pretrained_ppo import PretrainedPPOAgent, propose
+from tuner.agents.random_search import RandomAgent
+from tuner.library.catalog import LIBRARY, load_library
+from tuner.library.history import SessionHistory
+from tuner.library.pretrain import load_policy, pretrain, save_policy
+from tuner.library.transfer import folds, mean_ci, measurements_to_target, replay_task, run_agent
+from tuner.plots import transfer_plot
+
+AGENTS = ("random", "optuna", "optuna-warm", "ppo-scratch", "ppo-pretrained")
+
+
+def make(agent: str, fold, policy: Path):
+    """The agent under test for one fold (only the warm start and the policy see the other landscapes)."""
+    if agent == "random":
+        return RandomAgent()
+    if agent == "optuna":
+        return OptunaAgent()
+    if agent == "optuna-warm":
+        return OptunaAgent(warm_start=fold.training)
+    if agent == "ppo-scratch":
+        return PPOAgent()
+    return PretrainedPPOAgent(policy)
+
+
+def proposal_seconds(policy_path: Path, fold) -> float:
+    """Mean wall time of one proposal by the pretrained policy (observation, sampling, checks)."""
+    import numpy as np
+
+    policy = load_policy(policy_path)
+    landscape = fold.heldout
+    mask = policy.codec.mask(landscape.values)
+    history = SessionHistory(policy.codec, landscape.features, 16, mask)
+    rng = np.random.default_rng(0)
+    started = time.perf_counter()
+    for _ in range(16):
+        config = propose(policy, history, mask, landscape.configs, rng)
+        if config is None:
+            break
+        outcome = landscape.outcomes[config]
+        history.add(config, outcome.score, outcome.rankable)
+    return (time.perf_counter() - started) / max(1, history.steps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--library", default=str(LIBRARY))
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--budgets", default="4,8,12,16")
+    parser.add_argument("--timesteps", type=int, default=200_000)
+    parser.add_argument("--augment", type=float, default=0.0)
+    parser.add_argument("--agents", default=",".join(AGENTS))
+    parser.add_argument("--out", default="runs/benchmarks/transfer")
+    args = parser.parse_args()
+    budgets = [int(value) for value in args.budgets.split(",")]
+    agents = [name for name in args.agents.split(",") if name]
+    out = Path(args.out)
+    (out / "policies").mkdir(parents=True, exist_ok=True)
+    done_path = out / "runs.jsonl"
+    setting = {"timesteps": args.timesteps, "augment": args.augment}  # a run belongs to these pretraining settings
+    done = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.is_file() else []
+    done = [row for row in done if row.get("setting") == setting]
+    finished = {(row["landscape"], row["agent"], row["budget"], row["seed"]) for row in done}
+    library = load_library(Path(args.library))
+    timings: dict[str, dict[str, float]] = {}
+    for fold in folds(library):
+        name = fold.heldout.name
+        policy_path = out / "policies" / f"without-{name}-t{args.timesteps}-a{args.augment:g}.zip"
+        if not policy_path.is_file():
+            policy, _ = pretrain(fold.training, timesteps=args.timesteps, seed=0, augment=args.augment)
+            assert name not in policy.meta["trained_on"]
+            save_policy(policy, policy_path)
+        meta = json.loads(policy_path.with_suffix(".json").read_text())
+        if sorted(meta["trained_on"]) != sorted(landscape.name for landscape in fold.training):
+            raise SystemExit(f"{policy_path} was trained on another library: remove it or use another --out")
+        timings[name] = {"pretrain_s": meta["seconds"], "propose_s": proposal_seconds(policy_path, fold)}
+        task = replay_task(fold.heldout, out / "tasks")
+        for agent in agents:
+            for budget in budgets:
+                for seed in range(args.seeds):
+                    if (name, agent, budget, seed) in finished:
+                        continue
+                    started = time.perf_counter()
+                    curve = run_agent(fold.heldout, task, make(agent, fold, policy_path), budget, seed)
+                    row = {"landscape": name, "agent": agent, "budget": budget, "seed": seed, "curve": curve,
+                           "seconds": time.perf_counter() - started, "setting": setting}
+                    with open(done_path, "a") as handle:
+                        handle.write(json.dumps(row) + "\n")
+                    done.append(row)
+                finals = [row["curve"][-1] for row in done
+                          if (row["landscape"], row["agent"], row["budget"]) == (name, agent, budget)]
+                print(f"{name}: {agent} budget {budget}: mean best/optimum {mean_ci(finals)[0]:.3f}", flush=True)
+    summary = summarize(done, agents, budgets, [fold.heldout.name for fold in folds(library)])
+    summary["timings"] = timings
+    (out / "transfer.json").write_text(json.dumps(summary, indent=1))
+    transfer_plot(summary, out / "transfer.png")
+    print(markdown_table(summary))
+    print(f"\nsaved {out}/transfer.json, transfer.png, runs.jsonl")
+
+
+def summarize(rows: list[dict], agents: list[str], budgets: list[int], landscapes: list[str]) -> dict:
+    """Per agent and budget: best/optimum with its CI; measurements to 95% at the largest budget; worst landscape."""
+    largest = max(budgets)
+    middle = 8 if 8 in budgets else largest  # the per-landscape view (worst held-out landscape) at budget 8
+    table: dict[str, dict] = {}
+    for agent in agents:
+        entry: dict = {"best_over_optimum": {}, "per_landscape": {}, "per_landscape_budget": middle}
+        for budget in budgets:
+            finals = [row["curve"][-1] for row in rows if row["agent"] == agent and row["budget"] == budget
+                      and row["landscape"] in landscapes]
+            entry["best_over_optimum"][budget] = mean_ci(finals)
+        hits = [measurements_to_target(row["curve"]) for row in rows
+                if row["agent"] == agent and row["budget"] == largest and row["landscape"] in landscapes]
+        counted = [hit if hit is not None else largest + 1 for hit in hits]
+        entry["to95"] = mean_ci(counted)
+        entry["reached"] = [sum(hit is not None for hit in hits), len(hits)]
+        for landscape in landscapes:
+            finals = [row["curve"][-1] for row in rows if (row["agent"], row["landscape"]) == (agent, landscape)
+                      and row["budget"] == middle]
+            entry["per_landscape"][landscape] = mean_ci(finals)[0]
+        table[agent] = entry
+    return {"agents": table, "budgets": budgets, "landscapes": landscapes}
+
+
+def markdown_table(summary: dict) -> str:
+    """The README's table."""
+    budgets = summary["budgets"]
+    head = "| agent | " + " | ".join(f"best/optimum @ {budget}" for budget in budgets) + \
+        f" | measurements to 95% (budget {max(budgets)}) |"
+    lines = [head, "|---" * (len(budgets) + 2) + "|"]
+    for agent, entry in summary["agents"].items():
+        cells = [f"{entry['best_over_optimum'][budget][0]:.3f} ± {entry['best_over_optimum'][budget][1]:.3f}"
+                 for budget in budgets]
+        reached, runs = entry["reached"]
+        cells.append(f"{entry['to95'][0]:.1f} ± {entry['to95'][1]:.1f} ({reached}/{runs} reached)")
+        lines.append(f"| {agent} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

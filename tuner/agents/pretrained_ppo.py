@@ -1,0 +1,114 @@
+"""PPO from a policy pretrained on the landscape library: it proposes configs on a new task, it does not train.
+
+Why only act: a live session has 4-32 measurements, far too few for a PPO update to improve a policy trained
+on thousands of episodes, and each update would spend time between measurements. The benchmark
+(benchmarks/transfer.py) measures the acting policy against Optuna and random search on held-out landscapes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuner.agents.base import Agent
+from tuner.errors import UserError
+from tuner.library.canonical import CanonicalCodec
+from tuner.library.features import FEATURE_NAMES
+from tuner.library.history import SessionHistory
+from tuner.library.landscape import KNOBS, config_tuple
+from tuner.library.pretrain import PretrainedPolicy, load_policy
+from tuner.session import TuningSession, rankable
+from tuner.space import SearchSpace
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.zip"
+TRIES = 64  # samples from the policy before falling back to an unmeasured config at random
+
+
+def is_pretrained(path: str | Path) -> bool:
+    """Whether ``path`` is a pretrained policy: saved by ``infertune pretrain`` with its canonical values beside it."""
+    meta = Path(path).with_suffix(".json")
+    try:
+        return "canonical" in json.loads(meta.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+class PretrainedPPOAgent(Agent):
+    """Proposes with a MaskablePPO policy pretrained on recorded landscapes (``infertune pretrain``)."""
+
+    name = "ppo"
+
+    def __init__(self, policy: str | Path = DEFAULT_POLICY):
+        self.policy = Path(policy)
+        if not is_pretrained(self.policy):
+            raise UserError("not a pretrained policy (no .json beside it); run `infertune pretrain`",
+                            field="--policy", value=str(policy))
+        self._loaded: PretrainedPolicy | None = None
+
+    def describe(self) -> dict[str, Any]:
+        """The policy and what it was trained on."""
+        meta = self.loaded.meta
+        return {"agent": self.name, "policy": str(self.policy), "pretrained_on": meta.get("trained_on"),
+                "learns_online": False}
+
+    @property
+    def loaded(self) -> PretrainedPolicy:
+        """The policy, loaded once."""
+        if self._loaded is None:
+            self._loaded = load_policy(self.policy)
+            if self._loaded.meta.get("features") != FEATURE_NAMES:
+                raise UserError("the policy was trained on other task features; pretrain it again",
+                                field="--policy", value=str(self.policy))
+        return self._loaded
+
+    def search(self, session: TuningSession, seed: int) -> None:
+        """Propose, measure, observe, until the budget is spent or every allowed config is measured."""
+        policy = self.loaded
+        policy.model.set_random_seed(seed)  # the policy samples: one seed, one sequence of proposals
+        rng = np.random.default_rng(seed)
+        space = session.evaluator.task.space
+        allowed = allowed_values(space, session.allowed)
+        mask = policy.codec.mask(allowed)
+        history = SessionHistory(policy.codec, session.evaluator.describe(), session.budget, mask)
+        candidates = [config_tuple(config) for config in space.grid()
+                      if all(config[name] in allowed[name] for name in space.names)]
+        while not session.exhausted:
+            config = propose(policy, history, mask, candidates, rng)
+            if config is None:
+                return
+            record = session.evaluate({name: value for name, value in zip(KNOBS, config, strict=True)
+                                       if name in space.names})
+            history.add(config, record.objective, rankable(record), spent=session.spent)
+
+
+def allowed_values(space: SearchSpace, runnable: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Per knob of the family, the values this task may take: its space's runnable choices, else the default."""
+    from tuner.measure.feasibility import knob_defaults
+
+    values = {}
+    for name in KNOBS:
+        if name in space.names:
+            values[name] = [value for value in space.knob(name).choices if value in runnable.get(name, [value])]
+        else:
+            values[name] = [knob_defaults()[name]]
+    return values
+
+
+def propose(policy: PretrainedPolicy, history: SessionHistory, mask: np.ndarray, candidates: list[tuple],
+            rng: np.random.Generator) -> tuple | None:
+    """The policy's next config: a new one its space allows; else a random unmeasured one; None when none is left."""
+    codec: CanonicalCodec = policy.codec
+    observation = history.observation()
+    # a knob none of whose values the policy knows (a custom space): the policy cannot name a config
+    knows_each_knob = all(mask[offset:offset + size].any() for offset, size in zip(codec.offsets, codec.nvec,
+                                                                                   strict=True))
+    for _ in range(TRIES if knows_each_knob else 0):
+        action, _ = policy.model.predict(observation, action_masks=mask, deterministic=False)
+        config = codec.decode(action)
+        if config not in history.seen and config in candidates:
+            return config
+    left = [config for config in candidates if config not in history.seen]
+    return left[int(rng.integers(len(left)))] if left else None

@@ -1,0 +1,66 @@
+"""``infertune pretrain``: train the tuning policy on the landscape library (DESIGN §14)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from tuner.commands.common import runs_folder
+from tuner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tuner.tracking.mlflow_sink import MlflowSink
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain MaskablePPO over replayed landscapes; save the policy, its learning curve and a plot."""
+    from tuner.library.catalog import LIBRARY, load_library
+    from tuner.library.pretrain import pretrain, save_policy
+    from tuner.plots import learning_curve_plot
+
+    if args.timesteps <= 0:
+        raise ConfigError("must be a positive number of steps", field="--timesteps", value=args.timesteps)
+    if not 0.0 <= args.augment <= 1.0:
+        raise ConfigError("must be a share between 0 and 1", field="--augment", value=args.augment)
+    folder = Path(args.library) if args.library else LIBRARY
+    landscapes = load_library(folder, args.holdout)
+    if not landscapes:
+        raise ConfigError("no landscape (a task .yaml with its .jsonl recording) in the library", source=str(folder))
+    out = Path(args.out)
+    print(f"pretraining on {len(landscapes)} landscapes ({', '.join(landscape.name for landscape in landscapes)})"
+          f"{'; held out: ' + ', '.join(args.holdout) if args.holdout else ''}; {args.timesteps} steps", flush=True)
+    sink = _mlflow(args, out, {"landscapes": len(landscapes), "holdout": ",".join(args.holdout),
+                               "timesteps": args.timesteps, "augment": args.augment, "seed": args.seed})
+    try:
+        policy, curve = pretrain(landscapes, timesteps=args.timesteps, seed=args.seed, augment=args.augment,
+                                 report=sink.log_training if sink else None, progress_bar=not args.no_progress)
+    except BaseException:
+        if sink is not None:
+            sink.finish(None)  # the MLflow run ends (what was logged stays) even when training is stopped
+        raise
+    save_policy(policy, out)
+    plot = out.with_name(f"{out.stem}-learning.png")
+    learning_curve_plot(curve, plot, f"pretraining on {len(landscapes)} landscapes")
+    out.with_name(f"{out.stem}-learning.json").write_text(json.dumps(curve))
+    if sink is not None:
+        sink.attach([out, out.with_suffix(".json"), plot])
+        sink.finish(None)
+    final = curve[-1][1] if curve else float("nan")
+    print(f"policy: {out} ({policy.meta['seconds']:.0f} s; last rollout's mean final quality {final:.3f}); "
+          f"learning curve: {plot}")
+    return 0
+
+
+def _mlflow(args: argparse.Namespace, out: Path, params: dict) -> MlflowSink | None:
+    if args.no_mlflow:
+        return None
+    from tuner.tracking import resolve_tracking_uri
+    from tuner.tracking.mlflow_sink import MlflowSink
+
+    runs = runs_folder(args)
+    sink = MlflowSink(resolve_tracking_uri(args.tracking_uri, runs), "infertune-pretrain",
+                      artifact_root=runs / "mlartifacts")
+    sink.start(out.stem, params, {"infertune.policy": str(out.resolve())})
+    return sink
