@@ -127,8 +127,13 @@ def test_another_library_version_misses(tmp_path, tiny_task, cpu_cache, monkeypa
 
 def test_another_cpu_or_python_misses(tmp_path, tiny_task, cpu_cache, monkeypatch):
     with monkeypatch.context() as patch:
-        patch.setattr(fingerprint_module, "_cpu_name", lambda: "Some Other CPU @ 1.0GHz")
+        patch.setattr(fingerprint_module, "cpu_name", lambda: "Some Other CPU @ 1.0GHz")
         assert not _served(tiny_task, cpu_cache, tmp_path)
+    # the same name on another host: a VM calls both "AMD EPYC", the instruction sets tell them apart
+    for fact, other in (("cpu_isa", lambda: "avx2 avx512f avx512_bf16"), ("cpu_model", lambda: "family 25, model 17")):
+        with monkeypatch.context() as patch:
+            patch.setattr(fingerprint_module, fact, other)
+            assert not _served(tiny_task, cpu_cache, tmp_path)
     with monkeypatch.context() as patch:
         patch.setattr(platform, "python_version", lambda: "3.99.0")
         assert not _served(tiny_task, cpu_cache, tmp_path)

@@ -30,19 +30,19 @@ def test_two_envs_spend_exactly_one_budget_on_one_cache(tmp_path):
     assert "[12/12]" in result.stdout
 
 
-def test_parallel_workers_on_the_cpu_split_the_memory_they_may_keep_models_in(tmp_path):
-    def budgets_mb(n_envs: int) -> list[float]:
-        runs = tmp_path / f"runs{n_envs}"  # a cache of its own: every record below was measured by this run
-        command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "tune", str(TINY), "--agent",
-                   "ppo", "--policy", "none", "--envs", str(n_envs), "--budget", "2", "--run", f"envs{n_envs}",
-                   "--no-mlflow"]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
-        run = runs / f"envs{n_envs}"
-        folders = [run / f"env{index}" for index in range(n_envs)] if n_envs > 1 else [run]
-        return [record.info["memory_budget_mb"] for folder in folders
-                for record in read_records(folder / "records.jsonl") if "memory_budget_mb" in record.info]
+def test_parallel_workers_on_the_cpu_split_the_memory_they_may_keep_models_in(tmp_path, tiny_task):
+    from tuner.agents.ppo_search import _env_factory
+    from tuner.evaluator import Evaluator
+    from tuner.measure.backends.knobs import HOST_WORKERS
 
-    alone, shared = budgets_mb(1), budgets_mb(2)
-    assert alone and shared
-    assert max(shared) < 0.6 * min(alone)  # two workers on one host: each about half of what one may keep
+    # what the CPU envs of `--envs 2` tell their workers
+    env = _env_factory(str(TINY), tmp_path / "vec", 1, 2, tmp_path / "cache", "cpu", False)()
+    worker_env = env.session.evaluator.measurer.env
+    env.close()
+
+    def budget_mb(extra_env: dict) -> float:
+        with Evaluator(tiny_task, tmp_path / f"run{len(extra_env)}", use_cache=False, worker_env=extra_env) as one:
+            return one.evaluate({"batch_size": 2}).info["memory_budget_mb"]
+
+    alone, shared = budget_mb({}), budget_mb({HOST_WORKERS: worker_env[HOST_WORKERS]})
+    assert shared < 0.6 * alone  # a worker that shares the host with another keeps about half

