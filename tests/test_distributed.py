@@ -40,28 +40,40 @@ def _study_records(runs, names) -> list:
     return [record for name in names for record in read_records(runs / name / "records.jsonl")]
 
 
-def _claimed_after(records, study_name: str, run: str, done: int) -> bool:
-    """The run has written `done` records and claimed a running trial after them."""
+def _running_trial(records, study_name: str, run: str, done: int) -> int | None:
+    """The trial the run is measuring once it has written `done` records (None when it is between trials)."""
     if len(read_records(records)) < done:
-        return False
+        return None
     running = optuna.load_study(study_name=study_name, storage=POSTGRES).get_trials(states=(TrialState.RUNNING,))
-    return any(trial.user_attrs.get("run") == run for trial in running)
+    return next((trial.number for trial in running if trial.user_attrs.get("run") == run), None)
+
+
+def _measuring(records, study_name: str, run: str, done: int) -> bool:
+    """The run is inside a real (2-second) measurement: the same trial still runs 0.2 s later.
+
+    A trial answered from the shared cache, or rejected by the space's constraints, ends in milliseconds:
+    killing the worker then would catch it between trials.
+    """
+    trial = _running_trial(records, study_name, run, done)
+    if trial is None:
+        return False
+    time.sleep(0.2)
+    return _running_trial(records, study_name, run, done) == trial
 
 
 def test_workers_share_a_postgres_study_and_a_dead_workers_trial_is_retried_once(tmp_path):
     replay_study, tiny_study = f"replay-{uuid.uuid4().hex[:8]}", f"tiny-{uuid.uuid4().hex[:8]}"
     cache = tmp_path / "shared-cache"
     replay_runs = ["w0", "w1", "w2"]
-    workers = [_worker(tmp_path, REPLAY, replay_study, 12, name, cache, delay_s=1.0) for name in replay_runs]
+    workers = [_worker(tmp_path, REPLAY, replay_study, 12, name, cache, delay_s=2.0) for name in replay_runs]
     tiny = _worker(tmp_path, TINY, tiny_study, 4, "tiny", cache)
 
-    # Kill w2 with SIGKILL in the middle of a trial: its second record is written, its next trial is claimed.
+    # Kill w2 with SIGKILL in the middle of a real measurement, once it has written a record.
     victim_records = tmp_path / "w2" / "records.jsonl"
     deadline = time.monotonic() + 300
-    while not _claimed_after(victim_records, replay_study, "w2", 2) and time.monotonic() < deadline:
+    while not _measuring(victim_records, replay_study, "w2", 1) and time.monotonic() < deadline:
         assert workers[2].poll() is None, workers[2].communicate()[0][-3000:]
         time.sleep(0.05)
-    time.sleep(0.2)  # inside its 1-second measurement
     os.killpg(workers[2].pid, signal.SIGKILL)
     workers[2].wait()
 

@@ -25,7 +25,7 @@ def test_two_envs_spend_exactly_one_budget_on_one_cache(tmp_path):
     assert summary["agent"]["envs"] == 2 and (run / "policy.zip").is_file()
     cached_results = list((run / "cache").glob("*.json"))
     measured_configs = {json.dumps(record.config, sort_keys=True) for records in per_env for record in records
-                        if spent_budget(record) and record.status != "infeasible"}
+                        if spent_budget(record) and record.status == "ok"}  # unstable is never cached
     assert len(cached_results) >= len(measured_configs) > 0  # one cache folder serves both envs
     assert "[12/12]" in result.stdout
 
