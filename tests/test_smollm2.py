@@ -36,7 +36,9 @@ def test_every_metric_and_record_field(records):
         assert set(record["metrics"]) == set(METRICS)
         assert record["space"] == "hf-transformers@1" and record["task"] == "smollm2-cpu"
         assert record["fingerprint"]["device"] == "cpu" and record["fingerprint"]["torch"]
-        assert record["metrics"]["tokens_per_s"] > 0 and record["metrics"]["repeats"] >= 3
+        assert record["metrics"]["tokens_per_s"] > 0
+        # three agreeing passes, or the time cap came first (then, by design, it is unstable)
+        assert record["metrics"]["repeats"] >= 3 or record["status"] == "unstable"
 
 
 def test_float32_agrees_with_its_reference(records):
