@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,5 +100,3 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     variance = sum((value - mean) ** 2 for value in values) / (count - 1)
     return mean, 1.96 * math.sqrt(variance / count)
 
-
-AgentFactory = Callable[[Fold], Agent]

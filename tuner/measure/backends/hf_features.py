@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from tuner.measure.fingerprint import cpu_isa, cpu_name
+from tuner.measure.fingerprint import cpu_cores, cpu_isa, cpu_name
 from tuner.measure.memory import MB
 
 BYTES_PER_DTYPE = {torch.float32: 4, torch.float16: 2, torch.bfloat16: 2}
@@ -47,7 +47,7 @@ def hardware_features(device: str) -> dict[str, Any]:
                 "memory_mb": properties.total_memory / MB, "native_bfloat16": properties.major >= 8,
                 "vector_bits": None}
     isa = cpu_isa().split()
-    return {"device": "cpu", "device_name": cpu_name(), "compute_units": len(os.sched_getaffinity(0)),
+    return {"device": "cpu", "device_name": cpu_name(), "compute_units": cpu_cores(),
             "memory_mb": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / MB,
             "native_bfloat16": any(name in isa for name in ("avx512_bf16", "amx_bf16")),
             "vector_bits": 512 if "avx512f" in isa else 256 if "avx2" in isa else 128}
