@@ -8,8 +8,14 @@ best found / optimum at each budget, and measurements to reach 95% of the optimu
 run that never reaches it counts as budget + 1, a lower bound). Also the time to pretrain and to propose.
 
     python benchmarks/transfer.py [--seeds 20] [--budgets 4,8,12,16] [--timesteps 200000] [--out DIR]
+                                  [--only NAME,...] [--workdir DIR]
 
-Finished runs are appended to <out>/runs.jsonl and skipped when the same command runs again (resumable).
+Finished runs are appended to <out>/runs.jsonl and skipped when the same command runs again (resumable);
+``--only`` runs some folds (one process per core, then once without it for the summary). Random search and
+Optuna never read the budget (random's order is seeded; TPE starts with 3 random trials at every budget
+below 48), so each of their runs is made once, at the largest budget, and the smaller budgets are its prefixes
+(tests/test_pretrain.py checks that a run at a smaller budget equals the prefix). The PPO agents see the
+budget left, and the warm start enqueues half the budget: they run at every budget.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from tuner.library.transfer import folds, mean_ci, measurements_to_target, repla
 from tuner.plots import transfer_plot
 
 AGENTS = ("random", "optuna", "optuna-warm", "ppo-scratch", "ppo-pretrained")
+BUDGET_BLIND = ("random", "optuna")  # their proposals do not depend on the budget: one run serves every budget
+SHARED_MEMORY = Path("/dev/shm")  # run folders there: a record's fsync costs nothing, the agents' work is timed
 
 
 def make(agent: str, fold, policy: Path):
@@ -73,9 +81,14 @@ def main() -> None:
     parser.add_argument("--augment", type=float, default=0.0)
     parser.add_argument("--agents", default=",".join(AGENTS))
     parser.add_argument("--out", default="runs/benchmarks/transfer")
+    parser.add_argument("--only", default="", help="comma-separated held-out landscapes to run (default: all)")
+    parser.add_argument("--workdir", default=str(SHARED_MEMORY) if SHARED_MEMORY.is_dir() else None,
+                        help="where the runs' scratch folders go (default: /dev/shm when there is one)")
     args = parser.parse_args()
-    budgets = [int(value) for value in args.budgets.split(",")]
+    budgets = sorted(int(value) for value in args.budgets.split(","))
     agents = [name for name in args.agents.split(",") if name]
+    only = {name for name in args.only.split(",") if name}
+    workdir = Path(args.workdir) if args.workdir else None
     out = Path(args.out)
     (out / "policies").mkdir(parents=True, exist_ok=True)
     done_path = out / "runs.jsonl"
@@ -84,9 +97,16 @@ def main() -> None:
     done = [row for row in done if row.get("setting") == setting]
     finished = {(row["landscape"], row["agent"], row["budget"], row["seed"]) for row in done}
     library = load_library(Path(args.library))
+    if len(library) < 2:
+        raise SystemExit(f"{args.library}: leave-one-out needs at least 2 landscapes, found {len(library)}")
+    unknown = only - {landscape.name for landscape in library}
+    if unknown:
+        raise SystemExit(f"--only: no landscape named {', '.join(sorted(unknown))} in {args.library}")
     timings: dict[str, dict[str, float]] = {}
     for fold in folds(library):
         name = fold.heldout.name
+        if only and name not in only:
+            continue
         policy_path = out / "policies" / f"without-{name}-t{args.timesteps}-a{args.augment:g}.zip"
         if not policy_path.is_file():
             policy, _ = pretrain(fold.training, timesteps=args.timesteps, seed=0, augment=args.augment)
@@ -98,17 +118,25 @@ def main() -> None:
         timings[name] = {"pretrain_s": meta["seconds"], "propose_s": proposal_seconds(policy_path, fold)}
         task = replay_task(fold.heldout, out / "tasks")
         for agent in agents:
-            for budget in budgets:
+            # a budget-blind agent runs the largest budget first: the smaller ones are its prefixes
+            for budget in (budgets[::-1] if agent in BUDGET_BLIND else budgets):
                 for seed in range(args.seeds):
                     if (name, agent, budget, seed) in finished:
                         continue
+                    if agent in BUDGET_BLIND and budget != budgets[-1]:
+                        continue  # written as a prefix of the largest budget's run, below
                     started = time.perf_counter()
-                    curve = run_agent(fold.heldout, task, make(agent, fold, policy_path), budget, seed)
+                    curve = run_agent(fold.heldout, task, make(agent, fold, policy_path), budget, seed, workdir)
                     row = {"landscape": name, "agent": agent, "budget": budget, "seed": seed, "curve": curve,
                            "seconds": time.perf_counter() - started, "setting": setting}
+                    rows = [row]
+                    if agent in BUDGET_BLIND:
+                        rows += [{**row, "budget": smaller, "curve": curve[:smaller], "seconds": None,
+                                  "prefix_of": budget}
+                                 for smaller in budgets[:-1] if (name, agent, smaller, seed) not in finished]
                     with open(done_path, "a") as handle:
-                        handle.write(json.dumps(row) + "\n")
-                    done.append(row)
+                        handle.write("".join(json.dumps(each) + "\n" for each in rows))
+                    done.extend(rows)
                 finals = [row["curve"][-1] for row in done
                           if (row["landscape"], row["agent"], row["budget"]) == (name, agent, budget)]
                 print(f"{name}: {agent} budget {budget}: mean best/optimum {mean_ci(finals)[0]:.3f}", flush=True)

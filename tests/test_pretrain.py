@@ -116,6 +116,23 @@ def test_optuna_warm_start_tries_the_nearest_landscapes_best_first(tmp_path):
     assert second == PLANTED_GPU  # then the next nearest's
 
 
+@pytest.mark.parametrize("agent", ["random", "optuna"])
+def test_budget_blind_agents_propose_the_same_configs_at_every_budget(tmp_path, agent):
+    # benchmarks/transfer.py runs these agents once, at the largest budget, and reads the smaller budgets
+    # as its prefixes: true only while neither reads the budget
+    from tuner.agents import make_agent
+
+    replay = load_task(write_landscape(tmp_path / "library", "planted-cpu", PLANTED_CPU, CPU))
+    proposed = {}
+    for budget in (4, 12):
+        with Evaluator(replay, tmp_path / f"run{budget}", cache_dir=tmp_path / f"cache{budget}") as evaluator:
+            session = TuningSession(evaluator, budget)
+            make_agent(agent).search(session, seed=3)
+            assert session.spent == budget
+        proposed[budget] = [record.config for record in session.records]  # rejected configs (free) included
+    assert len(proposed[4]) >= 4 and proposed[12][:len(proposed[4])] == proposed[4]
+
+
 def test_holding_out_a_landscape_that_is_not_there_is_refused(tmp_path):
     from tuner.errors import ConfigError
 
