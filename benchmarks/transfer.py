@@ -2,7 +2,8 @@
 
 Leave-one-landscape-out over the library (envs/recordings/library): for each landscape L, a policy is
 pretrained on every other landscape (never on L), then random search, Optuna (TPE), Optuna warm-started
-from the other landscapes, PPO learning from scratch and the pretrained PPO each tune L by replay, at
+from the other landscapes, PPO learning from scratch and the pretrained PPO (acting only, and learning on L
+as it goes) each tune L by replay, at
 budgets 4, 8, 12 and 16, over many seeds. Reported, with 95% confidence intervals over (landscape, seed):
 best found / optimum at each budget, and measurements to reach 95% of the optimum (at the largest budget; a
 run that never reaches it counts as budget + 1, a lower bound). Also the time to pretrain and to propose.
@@ -35,7 +36,7 @@ from tuner.library.pretrain import load_policy, pretrain, save_policy
 from tuner.library.transfer import folds, mean_ci, measurements_to_target, replay_task, run_agent
 from tuner.plots import transfer_plot
 
-AGENTS = ("random", "optuna", "optuna-warm", "ppo-scratch", "ppo-pretrained")
+AGENTS = ("random", "optuna", "optuna-warm", "ppo-scratch", "ppo-pretrained", "ppo-pretrained-learning")
 BUDGET_BLIND = ("random", "optuna")  # their proposals do not depend on the budget: one run serves every budget
 SHARED_MEMORY = Path("/dev/shm")  # run folders there: a record's fsync costs nothing, the agents' work is timed
 
@@ -50,7 +51,7 @@ def make(agent: str, fold, policy: Path):
         return OptunaAgent(warm_start=fold.training)
     if agent == "ppo-scratch":
         return PPOAgent()
-    return PretrainedPPOAgent(policy)
+    return PretrainedPPOAgent(policy, learn_online=agent == "ppo-pretrained-learning")
 
 
 def proposal_seconds(policy_path: Path, fold) -> float:

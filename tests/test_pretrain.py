@@ -100,6 +100,20 @@ def test_a_pretrained_agent_replays_deterministically_for_a_seed(tmp_path, train
     assert first != other
 
 
+def test_a_pretrained_policy_learning_online_updates_on_the_task_within_its_space(tmp_path, trained):
+    policy, _ = trained
+    save_policy(policy, tmp_path / "policy.zip")
+    replay = load_task(write_landscape(tmp_path / "library", "planted-gpu", PLANTED_GPU, GPU))
+    agent = PretrainedPPOAgent(tmp_path / "policy.zip", learn_online=True)
+    with Evaluator(replay, tmp_path / "run", cache_dir=tmp_path / "cache") as evaluator:
+        session = TuningSession(evaluator, 9)
+        agent.search(session, seed=0)
+    assert session.spent == 9 and agent.updates >= 2  # an update every 4 steps (a step may name no new config)
+    configs = [record.config for record in session.records]
+    assert len({tuple(config.values()) for config in configs}) == len(configs)  # nothing measured twice
+    assert all(replay.space.violations(config) == [] for config in configs)
+
+
 def test_optuna_warm_start_tries_the_nearest_landscapes_best_first(tmp_path):
     from tuner.agents.optuna_search import OptunaAgent
 

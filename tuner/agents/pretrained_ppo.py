@@ -1,8 +1,8 @@
-"""PPO from a policy pretrained on the landscape library: it proposes configs on a new task, it does not train.
+"""PPO from a policy pretrained on the landscape library: it proposes configs on a new task.
 
-Why only act: a live session has 4-32 measurements, far too few for a PPO update to improve a policy trained
-on thousands of episodes, and each update would spend time between measurements. The benchmark
-(benchmarks/transfer.py) measures the acting policy against Optuna and random search on held-out landscapes.
+By default it only acts. ``learn_online`` keeps training it on the task (a PPO update every
+``ONLINE_N_STEPS`` measurements); benchmarks/transfer.py measures both on held-out landscapes
+("ppo-pretrained" and "ppo-pretrained-learning"), and the README says which wins and why.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tuner.space import SearchSpace
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.zip"
 TRIES = 64  # samples from the policy before falling back to an unmeasured config at random
+ONLINE_N_STEPS = 4  # learning online: an update every 4 measurements (budgets are 4-32)
 
 
 def is_pretrained(path: str | Path) -> bool:
@@ -41,8 +42,10 @@ class PretrainedPPOAgent(Agent):
 
     name = "ppo"
 
-    def __init__(self, policy: str | Path = DEFAULT_POLICY):
+    def __init__(self, policy: str | Path = DEFAULT_POLICY, learn_online: bool = False):
         self.policy = Path(policy)
+        self.learn_online = learn_online
+        self.updates = 0  # PPO updates made on the task by the last search (learning online)
         if not is_pretrained(self.policy):
             raise UserError("not a pretrained policy (no .json beside it); run `infertune pretrain`",
                             field="--policy", value=str(policy))
@@ -52,7 +55,7 @@ class PretrainedPPOAgent(Agent):
         """The policy and what it was trained on."""
         meta = self.loaded.meta
         return {"agent": self.name, "policy": str(self.policy), "pretrained_on": meta.get("trained_on"),
-                "learns_online": False}
+                "learns_online": self.learn_online}
 
     @property
     def loaded(self) -> PretrainedPolicy:
@@ -75,13 +78,36 @@ class PretrainedPPOAgent(Agent):
         history = SessionHistory(policy.codec, session.evaluator.describe(), session.budget, mask)
         candidates = [config_tuple(config) for config in space.grid()
                       if all(config[name] in allowed[name] for name in space.names)]
+
+        def to_config(config: tuple) -> dict[str, Any]:
+            return {name: value for name, value in zip(KNOBS, config, strict=True) if name in space.names}
+
+        if self.learn_online and names_every_knob(policy.codec, mask):
+            self._learn(session, seed, history, candidates, to_config, rng)
+            return
         while not session.exhausted:
             config = propose(policy, history, mask, candidates, rng)
             if config is None:
                 return
-            record = session.evaluate({name: value for name, value in zip(KNOBS, config, strict=True)
-                                       if name in space.names})
+            record = session.evaluate(to_config(config))
             history.add(config, record.objective, rankable(record), spent=session.spent)
+
+    def _learn(self, session: TuningSession, seed: int, history: SessionHistory, candidates: list[tuple],
+               to_config: Any, rng: np.random.Generator) -> None:
+        """PPO updates on the task's own measurements, starting from the pretrained weights."""
+        from sb3_contrib import MaskablePPO
+
+        from tuner.env.session_history_env import SessionHistoryEnv, StopWhenSessionEnds
+
+        def fallback() -> tuple | None:
+            left = [config for config in candidates if config not in history.seen]
+            return left[int(rng.integers(len(left)))] if left else None
+
+        env = SessionHistoryEnv(session, self.loaded.codec, history, candidates, to_config, TRIES, fallback)
+        model = MaskablePPO.load(self.policy, env=env, seed=seed, device="cpu",
+                                 custom_objects={"n_steps": ONLINE_N_STEPS, "batch_size": ONLINE_N_STEPS})
+        model.learn(total_timesteps=session.max_proposals * TRIES, callback=StopWhenSessionEnds(env))
+        self.updates = model._n_updates // model.n_epochs
 
 
 def allowed_values(space: SearchSpace, runnable: dict[str, list[Any]]) -> dict[str, list[Any]]:
@@ -102,13 +128,15 @@ def propose(policy: PretrainedPolicy, history: SessionHistory, mask: np.ndarray,
     """The policy's next config: a new one its space allows; else a random unmeasured one; None when none is left."""
     codec: CanonicalCodec = policy.codec
     observation = history.observation()
-    # a knob none of whose values the policy knows (a custom space): the policy cannot name a config
-    knows_each_knob = all(mask[offset:offset + size].any() for offset, size in zip(codec.offsets, codec.nvec,
-                                                                                   strict=True))
-    for _ in range(TRIES if knows_each_knob else 0):
+    for _ in range(TRIES if names_every_knob(codec, mask) else 0):
         action, _ = policy.model.predict(observation, action_masks=mask, deterministic=False)
         config = codec.decode(action)
         if config not in history.seen and config in candidates:
             return config
     left = [config for config in candidates if config not in history.seen]
     return left[int(rng.integers(len(left)))] if left else None
+
+
+def names_every_knob(codec: CanonicalCodec, mask: np.ndarray) -> bool:
+    """Whether the policy knows a value of every knob (not so for a custom space): else it cannot name a config."""
+    return all(mask[offset:offset + size].any() for offset, size in zip(codec.offsets, codec.nvec, strict=True))
