@@ -86,6 +86,9 @@ def main() -> None:
     parser.add_argument("--workdir", default=str(SHARED_MEMORY) if SHARED_MEMORY.is_dir() else None,
                         help="where the runs' scratch folders go (default: /dev/shm when there is one)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)  # the policies are tiny MLPs: one thread, so folds run side by side (--only) unhindered
     budgets = sorted(int(value) for value in args.budgets.split(","))
     agents = [name for name in args.agents.split(",") if name]
     only = {name for name in args.only.split(",") if name}

@@ -106,8 +106,9 @@ class PretrainedPPOAgent(Agent):
         env = SessionHistoryEnv(session, self.loaded.codec, history, candidates, to_config, TRIES, fallback)
         model = MaskablePPO.load(self.policy, env=env, seed=seed, device="cpu",
                                  custom_objects={"n_steps": ONLINE_N_STEPS, "batch_size": ONLINE_N_STEPS})
+        pretrained_updates = model._n_updates  # saved with the policy: count only the updates made here
         model.learn(total_timesteps=session.max_proposals * TRIES, callback=StopWhenSessionEnds(env))
-        self.updates = model._n_updates // model.n_epochs
+        self.updates = (model._n_updates - pretrained_updates) // model.n_epochs
 
 
 def allowed_values(space: SearchSpace, runnable: dict[str, list[Any]]) -> dict[str, list[Any]]:
