@@ -1,13 +1,14 @@
 """PPO from a policy pretrained on the landscape library: it proposes configs on a new task.
 
 By default it only acts. ``learn_online`` keeps training it on the task (a PPO update every
-``ONLINE_N_STEPS`` measurements); benchmarks/transfer.py measures both on held-out landscapes
+``ONLINE_N_STEPS`` steps); benchmarks/transfer.py measures both on held-out landscapes
 ("ppo-pretrained" and "ppo-pretrained-learning"), and the README says which wins and why.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from tuner.space import SearchSpace
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.zip"
 TRIES = 64  # samples from the policy before falling back to an unmeasured config at random
-ONLINE_N_STEPS = 4  # learning online: an update every 4 measurements (budgets are 4-32)
+ONLINE_N_STEPS = 4  # learning online: an update every 4 steps (a step measures a config or names one it cannot)
 
 
 def is_pretrained(path: str | Path) -> bool:
@@ -93,17 +94,14 @@ class PretrainedPPOAgent(Agent):
             history.add(config, record.objective, rankable(record), spent=session.spent)
 
     def _learn(self, session: TuningSession, seed: int, history: SessionHistory, candidates: list[tuple],
-               to_config: Any, rng: np.random.Generator) -> None:
+               to_config: Callable[[tuple], dict[str, Any]], rng: np.random.Generator) -> None:
         """PPO updates on the task's own measurements, starting from the pretrained weights."""
         from sb3_contrib import MaskablePPO
 
         from tuner.env.session_history_env import SessionHistoryEnv, StopWhenSessionEnds
 
-        def fallback() -> tuple | None:
-            left = [config for config in candidates if config not in history.seen]
-            return left[int(rng.integers(len(left)))] if left else None
-
-        env = SessionHistoryEnv(session, self.loaded.codec, history, candidates, to_config, TRIES, fallback)
+        env = SessionHistoryEnv(session, self.loaded.codec, history, candidates, to_config, TRIES,
+                                lambda: unmeasured_at_random(candidates, history, rng))
         model = MaskablePPO.load(self.policy, env=env, seed=seed, device="cpu",
                                  custom_objects={"n_steps": ONLINE_N_STEPS, "batch_size": ONLINE_N_STEPS})
         pretrained_updates = model._n_updates  # saved with the policy: count only the updates made here
@@ -134,6 +132,11 @@ def propose(policy: PretrainedPolicy, history: SessionHistory, mask: np.ndarray,
         config = codec.decode(action)
         if config not in history.seen and config in candidates:
             return config
+    return unmeasured_at_random(candidates, history, rng)
+
+
+def unmeasured_at_random(candidates: list[tuple], history: SessionHistory, rng: np.random.Generator) -> tuple | None:
+    """A config of ``candidates`` the session has not measured, at random; None when none is left."""
     left = [config for config in candidates if config not in history.seen]
     return left[int(rng.integers(len(left)))] if left else None
 
