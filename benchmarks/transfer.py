@@ -122,13 +122,11 @@ def main() -> None:
         timings[name] = {"pretrain_s": meta["seconds"], "propose_s": proposal_seconds(policy_path, fold)}
         task = replay_task(fold.heldout, out / "tasks")
         for agent in agents:
-            # a budget-blind agent runs the largest budget first: the smaller ones are its prefixes
-            for budget in (budgets[::-1] if agent in BUDGET_BLIND else budgets):
+            # a budget-blind agent runs the largest budget only: the smaller ones are its prefixes
+            for budget in (budgets[-1:] if agent in BUDGET_BLIND else budgets):
                 for seed in range(args.seeds):
                     if (name, agent, budget, seed) in finished:
                         continue
-                    if agent in BUDGET_BLIND and budget != budgets[-1]:
-                        continue  # written as a prefix of the largest budget's run, below
                     started = time.perf_counter()
                     curve = run_agent(fold.heldout, task, make(agent, fold, policy_path), budget, seed, workdir)
                     row = {"landscape": name, "agent": agent, "budget": budget, "seed": seed, "curve": curve,
@@ -141,6 +139,7 @@ def main() -> None:
                     with open(done_path, "a") as handle:
                         handle.write("".join(json.dumps(each) + "\n" for each in rows))
                     done.extend(rows)
+            for budget in budgets:
                 finals = [row["curve"][-1] for row in done
                           if (row["landscape"], row["agent"], row["budget"]) == (name, agent, budget)]
                 print(f"{name}: {agent} budget {budget}: mean best/optimum {mean_ci(finals)[0]:.3f}", flush=True)
