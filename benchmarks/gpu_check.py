@@ -29,20 +29,22 @@ from tuner.task import TaskSpec, load_task
 # DESIGN §12 (one H100 80GB, 64 new tokens): tokens/s by (dtype, attention, compiled, batch)
 DESIGN_TOKENS_PER_S = {("float32", "eager", False, 1): 45, ("float32", "sdpa", False, 64): 2580,
                        ("bfloat16", "sdpa", True, 1): 245, ("bfloat16", "sdpa", True, 64): 10800}
+TORCHAO_ROWS = ("int8-weight-only", "int4-weight-only")
 OOM_BATCH = 1 << 18  # float32 prefill of 2^18 prompts needs > 100 GiB of activations: no single GPU has that
 
 
-def plan(dtypes: list[str], batches: list[int], with_torchao: bool, oom: bool) -> list[tuple[str, dict[str, Any]]]:
+def plan(dtypes: list[str], batches: list[int], with_torchao: bool, oom: bool,
+         compiled_rows: bool = True) -> list[tuple[str, dict[str, Any]]]:
     """The (label, config) rows in the order they are measured."""
     rows = [("default", {"dtype": "float32", "attn_implementation": "eager", "batch_size": 1})]
     for dtype in dtypes:
-        for compiled in (False, True):
+        for compiled in (False, True) if compiled_rows else (False,):
             for batch in batches:
                 cache = {"cache_implementation": "static", "compile": True} if compiled else {}
                 rows.append(("grid", {"dtype": dtype, "attn_implementation": "sdpa", "batch_size": batch, **cache}))
     if with_torchao:
         middle = batches[len(batches) // 2]
-        for quantization in ("int8-weight-only", "int4-weight-only"):
+        for quantization in TORCHAO_ROWS:
             rows.append(("torchao", {"dtype": "bfloat16", "quantization": quantization, "batch_size": middle}))
     if oom:
         rows.insert(2, ("sized to OOM", {"dtype": "float32", "batch_size": OOM_BATCH}))
@@ -57,6 +59,9 @@ def check_task(env: Path, device: str, new_tokens: int, num_requests: int, max_m
     data = read_yaml(space_file)
     knob = data["knobs"]["batch_size"]
     knob["choices"] = sorted({*knob["choices"], *batches, OOM_BATCH})
+    quantization = data["knobs"]["quantization"]  # the torchao rows, whatever the task's own space holds
+    quantization["choices"] = [*quantization["choices"],
+                               *(value for value in TORCHAO_ROWS if value not in quantization["choices"])]
     space = space_from_dict(data, str(space_file))
     workload = dataclasses.replace(task.workload, new_tokens=new_tokens, num_requests=num_requests,
                                    max_measure_s=max_measure_s, max_repeats=5)
@@ -113,6 +118,8 @@ def main() -> None:
     parser.add_argument("--num-requests", type=int, default=4, help="requests per timed pass")
     parser.add_argument("--max-measure-s", type=float, default=15.0)
     parser.add_argument("--no-oom", action="store_true", help="skip the out-of-memory config (CPU smoke runs)")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip the static cache + torch.compile rows (when a landscape measures them anyway)")
     parser.add_argument("--out", type=Path, default=None, help="default: runs/benchmarks/gpu-check-<time>")
     args = parser.parse_args()
 
@@ -121,7 +128,7 @@ def main() -> None:
     out = args.out or Path("runs") / "benchmarks" / f"gpu-check-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     rows_to_run = plan(args.dtypes.split(","), batches, importlib.util.find_spec("torchao") is not None,
-                       oom=not args.no_oom)
+                       oom=not args.no_oom, compiled_rows=not args.no_compile)
     results: list[dict[str, Any]] = []
     started = time.perf_counter()
     with Evaluator(task, out / "run", use_cache=False) as evaluator:

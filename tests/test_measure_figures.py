@@ -89,3 +89,14 @@ def test_kept_models_are_evicted_by_bytes_not_by_count(tiny_task):
     tight._model(task, weights[0], "cpu")
     tight._model(task, weights[1], "cpu")
     assert len(tight._models) == 1 and tight.kept_bytes == pytest.approx(0.2045 * 2**20, rel=0.01)
+
+
+def test_a_compiled_config_compiles_its_own_graph_whatever_ran_before(tmp_path, tiny_task):
+    # After two batch sizes torch.compile marks the batch dimension dynamic: without a reset between configs, a
+    # third compiled batch size would run the earlier configs' dynamic-shape graph and report no warm-up of its own.
+    task = _quick(tiny_task)
+    compiled = {"cache_implementation": "static", "compile": True}
+    with Evaluator(task, tmp_path / "run", use_cache=False) as evaluator:
+        records = [_measure(evaluator, {**compiled, "batch_size": size}) for size in (1, 2, 4)]
+    assert [record.info["graphs_compiled_in_warmup"] >= 1 for record in records] == [True, True, True], \
+        [(record.info["graphs_compiled_in_warmup"], record.metrics["warmup_s"]) for record in records]

@@ -20,13 +20,17 @@ from tuner.records import append_record
 from tuner.task import load_task
 
 
-def record_landscape(task_file: Path, runs_dir: Path) -> tuple[int, float]:
-    """Measure what is missing from ``task_file``'s landscape; (configs measured now, seconds recorded in all)."""
+def record_landscape(task_file: Path, runs_dir: Path, missing_only: bool = False) -> tuple[int, float]:
+    """Measure what is missing from ``task_file``'s landscape; (configs measured now, seconds recorded in all).
+
+    Unstable configs are measured again unless ``missing_only`` (then only configs with no record at all are).
+    """
     task = load_task(task_file)
     target = task_file.with_suffix(".jsonl")
     done = {config_key(row["config"]) for row in (read_recording(target) if target.is_file() else [])
-            if row["status"] != "unstable"}
-    configs = list(task.space.grid())
+            if missing_only or row["status"] != "unstable"}
+    # Compiled configs last: they cost the most warm-up, so a cut-off recording has measured the most configs.
+    configs = sorted(task.space.grid(), key=lambda config: bool(config.get("compile")))
     measured = 0
     with Evaluator(task, runs_dir / f"library-{task.id}", cache_dir=runs_dir / "cache") as evaluator:
         evaluator.describe()  # features for every record, the first one included (even if it is rejected)
@@ -49,9 +53,11 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("tasks", nargs="+", type=Path)
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    parser.add_argument("--missing-only", action="store_true",
+                        help="measure only configs with no record (leave unstable ones as they are)")
     args = parser.parse_args(argv)
     for task_file in args.tasks:
-        measured, total = record_landscape(task_file, args.runs_dir)
+        measured, total = record_landscape(task_file, args.runs_dir, args.missing_only)
         print(f"{task_file.stem}: {measured} configs measured now; the landscape took {total / 60:.1f} min of "
               f"measurement in all", flush=True)
     return 0

@@ -132,6 +132,29 @@ def timed_generate(model: Any, batch: dict[str, Any], config: GenerationConfig, 
     return TimedCall(end - start, (clock.first_token_at or end) - start), output
 
 
+# What transformers leaves on a model between generate calls: the compiled forward and the longest static cache.
+GENERATION_STATE = ("_compiled_call", "_last_compile_config", "_previous_max_cache_length")
+
+
+def forget_earlier_configs(model: Any) -> None:
+    """Start a config from a fresh compile state, so its figures do not depend on what the worker measured before.
+
+    A kept model carries transformers' compiled forward and its longest static cache so far; dynamo marks a
+    dimension dynamic once it has seen two sizes, after which a new batch size reuses the earlier configs'
+    dynamic-shape graph (no warm-up of its own, other kernels). Inductor's FX graph and autograd caches are
+    off, so every compiled config pays its own compile: ``warmup_s`` is a cold compile.
+    """
+    import torch._dynamo
+    import torch._functorch.config
+    import torch._inductor.config
+
+    for name in GENERATION_STATE:
+        vars(model).pop(name, None)
+    torch._dynamo.reset()
+    torch._inductor.config.fx_graph_cache = False
+    torch._functorch.config.enable_autograd_cache = False
+
+
 def _unique_graphs() -> int:
     """Graphs torch.compile has produced in this process so far (each new batch shape adds some)."""
     from torch._dynamo.utils import counters
@@ -164,6 +187,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     batches = build_batches(tokenizer, workload, batch_size, device)
     gen_config = generation_config(config, new_tokens, tokenizer, device)
     reset_peak_rss()
+    forget_earlier_configs(model)
 
     graphs_before = _unique_graphs()
     warm_start = time.perf_counter()
