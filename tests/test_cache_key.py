@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tuner import evaluator as evaluator_module
 from tuner.evaluator import Evaluator
 from tuner.measure import fingerprint as fingerprint_module
 from tuner.task import TaskSpec
@@ -122,6 +123,13 @@ def test_another_library_version_misses(tmp_path, tiny_task, cpu_cache, monkeypa
     assert _served(tiny_task, cpu_cache, tmp_path)
     _install_fake_version(tmp_path / "site", package, "99.0.0")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert not _served(tiny_task, cpu_cache, tmp_path)
+
+
+def test_another_measurement_version_misses(tmp_path, tiny_task, cpu_cache, monkeypatch):
+    # results measured by older measuring code (e.g. compiled configs reusing earlier graphs) are not served
+    assert _served(tiny_task, cpu_cache, tmp_path)
+    monkeypatch.setattr(evaluator_module, "MEASUREMENT_VERSION", evaluator_module.MEASUREMENT_VERSION + 1)
     assert not _served(tiny_task, cpu_cache, tmp_path)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from tuner.measure.backends.knobs import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
-from tuner.measure.cache import MeasurementCache, cache_key
+from tuner.measure.cache import MEASUREMENT_VERSION, MeasurementCache, cache_key
 from tuner.measure.faults import after_record
 from tuner.measure.fingerprint import resolve_device
 from tuner.measure.launcher import WorkerClient
@@ -50,7 +50,7 @@ class Evaluator:
         # Everything the measurer is told (seed, device, workload, accuracy spec, ...) is in the key, so a field
         # added to the spec joins the key by itself; the model by identity, not by where its file lies.
         self._key_base = {**self._worker_spec, "model": task.model_identity, "backend": task.backend,
-                          "fingerprint": self.fingerprint}
+                          "fingerprint": self.fingerprint, "measurement_version": MEASUREMENT_VERSION}
 
     def __enter__(self) -> Evaluator:
         return self
@@ -80,7 +80,7 @@ class Evaluator:
         return self.features
 
     def key(self, config: Mapping[str, Any]) -> str:
-        """Cache key: task, model identity and seed, device, workload, accuracy spec, config, fingerprint."""
+        """Cache key: task, model identity and seed, device, workload, accuracy spec, config, fingerprint, version."""
         return cache_key({**self._key_base, "config": dict(config)})
 
     def lookup(self, config: Mapping[str, Any], key: str | None = None) -> dict[str, Any] | None:

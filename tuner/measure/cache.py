@@ -1,8 +1,8 @@
 """Measurement cache: one JSON file per key, shareable by workers.
 
 The key (built by the Evaluator) hashes everything that can change a number: task, model identity and seed,
-workload, accuracy spec, config and the hardware/software fingerprint. Only ``ok`` and ``infeasible`` results
-are stored (see ``Status.cacheable``).
+workload, accuracy spec, config, the hardware/software fingerprint and the measurement version. Only ``ok``
+and ``infeasible`` results are stored (see ``Status.cacheable``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+# Bumped when infertune's own measuring code changes what a recorded figure means, so older results miss.
+# 2: every config starts from a fresh compile state (before, compiled configs reused earlier configs' graphs).
+MEASUREMENT_VERSION = 2
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:
