@@ -118,7 +118,7 @@ def _install_fake_version(site: Path, package: str, version: str) -> None:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n")
 
 
-@pytest.mark.parametrize("package", ["torch", "transformers", "torchao"])
+@pytest.mark.parametrize("package", ["torch", "transformers", "torchao", "mslk"])
 def test_another_library_version_misses(tmp_path, tiny_task, cpu_cache, monkeypatch, package):
     assert _served(tiny_task, cpu_cache, tmp_path)
     _install_fake_version(tmp_path / "site", package, "99.0.0")

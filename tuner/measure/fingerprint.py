@@ -177,5 +177,6 @@ def fingerprint(device: str, env: Mapping[str, str] | None = None) -> dict[str, 
         "torch": _version("torch"),
         "transformers": _version("transformers"),
         "torchao": _version("torchao"),
+        "mslk": _version("mslk"),  # torchao's int4 kernels since 0.16: installing it makes int4 feasible
         "python": platform.python_version(),
     }

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.knobs import TINY_DEFAULTS, converted_gguf_folder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -109,7 +110,10 @@ def quantize(model: torch.nn.Module, quantization: str) -> int:
     from torchao.quantization import Int4WeightOnlyConfig, Int8WeightOnlyConfig, quantize_
 
     config = Int8WeightOnlyConfig() if quantization == "int8-weight-only" else Int4WeightOnlyConfig(group_size=128)
-    quantize_(model, config)
+    try:
+        quantize_(model, config)
+    except ImportError as error:  # on an H200, torchao 0.18's int4 layout asked for the mslk package
+        raise Infeasible(f"{quantization}: torchao needs a package that is not installed ({error})") from None
     # torchao swaps the weights of Linear layers for quantized tensor subclasses
     return sum(isinstance(module, torch.nn.Linear) and type(module.weight) not in (torch.Tensor, torch.nn.Parameter)
                for module in model.modules())
