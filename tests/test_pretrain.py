@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from tests.landscapes import CPU, GPU, PLANTED_CPU, PLANTED_GPU, planted, write_landscape
+from tests.landscapes import CPU, GPU, PLANTED_CPU, PLANTED_GPU, planted, planted_rows, write_landscape
 from tuner.agents.pretrained_ppo import PretrainedPPOAgent
 from tuner.env.landscape_env import LandscapeEnv
 from tuner.evaluator import Evaluator
 from tuner.library.canonical import CanonicalCodec, canonical_values
 from tuner.library.catalog import load_library
-from tuner.library.landscape import KNOBS
+from tuner.library.landscape import KNOBS, landscape_from_records
 from tuner.library.pretrain import pretrain, save_policy
+from tuner.objective import ObjectiveSpec
 from tuner.session import TuningSession
 from tuner.task import load_task
 
@@ -236,3 +239,19 @@ def test_tune_with_a_pretrained_policy_from_the_command_line(tmp_path, trained):
     assert summary["agent"]["pretrained_on"] == ["planted-cpu", "planted-gpu"]
     parallel = subprocess.run([*base, "--run", "p", "--envs", "2"], capture_output=True, text=True, cwd=ROOT)
     assert parallel.returncode == 2 and "--envs" in parallel.stderr and "Traceback" not in parallel.stderr
+
+
+def test_a_value_recorded_only_as_infeasible_is_masked_as_a_live_run_masks_it(tmp_path):
+    # On one GPU every shard_count 2 config is infeasible: the live worker masks the value, so replay (every agent's
+    # allowed values) and pretraining (the landscape's values) must too, or they spend budget a live run never would.
+    rows = planted_rows("one-gpu", PLANTED_GPU, GPU)
+    for row in rows:
+        if row["config"]["shard_count"] == 2:
+            row.update(status="infeasible", metrics={}, feasible=False)
+    assert landscape_from_records("one-gpu", rows, ObjectiveSpec()).values["shard_count"] == [1]
+    (tmp_path / "one-gpu.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "replay.yaml").write_text("id: one-gpu-replay\nbackend: replay\nrecording: one-gpu.jsonl\n"
+                                          "search_space: library\nobjective: {maximize: tokens_per_s}\nbudget: 8\n")
+    with Evaluator(load_task(tmp_path / "replay.yaml"), tmp_path / "run", use_cache=False) as evaluator:
+        allowed = evaluator.runnable_values()
+    assert allowed["shard_count"] == [1] and allowed["batch_size"] == [1, 4, 16]

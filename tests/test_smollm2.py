@@ -18,11 +18,22 @@ DESIGN_RECORD_KEYS = {"schema", "run", "task", "space", "trial", "agent", "confi
                       "objective", "feasible", "cached", "fingerprint", "started_at", "duration_s"}
 
 
+def lighter_task(folder: Path, **workload: object) -> Path:
+    """envs/smollm2-cpu.yaml with a shorter timed workload (these tests check records, not speed)."""
+    task = yaml.safe_load((ROOT / "envs" / "smollm2-cpu.yaml").read_text())
+    task["workload"].update(workload)
+    labeled = task["accuracy"]["labeled"]
+    labeled["file"] = str(ROOT / "envs" / labeled["file"])
+    (folder / "smollm2-cpu.yaml").write_text(yaml.safe_dump(task))
+    return folder / "smollm2-cpu.yaml"
+
+
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> dict[str, dict]:
     runs = tmp_path_factory.mktemp("runs")
-    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "measure", str(ROOT / "envs" /
-               "smollm2-cpu.yaml"), "--set", "dtype=float32,bfloat16", "--set", "batch_size=1,4", "--json"]
+    task = lighter_task(runs, num_requests=4, new_tokens=8, max_measure_s=20, max_repeats=4, min_repeat_s=0.2)
+    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "measure", str(task),
+               "--set", "dtype=float32,bfloat16", "--set", "batch_size=1,4", "--json"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     found = [json.loads(line) for line in result.stdout.splitlines()]

@@ -33,6 +33,7 @@ class Outcome:
     score: float
     rankable: bool  # measured stably (ok) and inside every bound of the objective
     value: float | None  # the objective's metric (e.g. tokens_per_s), None when not measured
+    ran: bool = True  # False when recorded infeasible: a value only ever infeasible is masked, as in a live run
 
 
 @dataclass
@@ -44,12 +45,13 @@ class Landscape:
     outcomes: dict[tuple, Outcome]
     features: dict[str, Any] | None = None
     source: str = ""
-    values: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values the recording holds
+    values: dict[str, list[Any]] = field(default_factory=dict)  # knob -> values of the recorded configs that ran
 
     def __post_init__(self) -> None:
         if not self.values:
+            ran = [key for key, outcome in self.outcomes.items() if outcome.ran] or list(self.outcomes)
             for index, name in enumerate(KNOBS):
-                self.values[name] = sorted({key[index] for key in self.outcomes}, key=_order)
+                self.values[name] = sorted({key[index] for key in ran}, key=_order)
         rankable = [outcome.score for outcome in self.outcomes.values() if outcome.rankable]
         self.optimum_score = max(rankable) if rankable else math.nan
 
@@ -100,7 +102,7 @@ def landscape_from_records(name: str, rows: list[dict[str, Any]], objective: Obj
         value, feasible = score(objective, row["status"], row.get("metrics"), reference)
         metric = (row.get("metrics") or {}).get(objective.metric)
         outcomes[key] = Outcome(value, row["status"] == "ok" and feasible,
-                                metric if isinstance(metric, int | float) else None)
+                                metric if isinstance(metric, int | float) else None, row["status"] != "infeasible")
     features = next((row["features"] for row in rows if row.get("features")), None)
     return Landscape(name, objective, outcomes, features, source)
 

@@ -75,8 +75,13 @@ class ReplayMeasurer:
         return [json.loads(key) for key in self._table]
 
     def runnable_values(self, space: SearchSpace) -> dict[str, list[Any]]:
-        """Per knob, the values the recording holds (any other value could only come back "not in recording")."""
-        configs = self.configs()
+        """Per knob, the values of the recorded configs that ran: what a live run on that machine would allow.
+
+        A value the recording holds only as ``infeasible`` (shard_count 2 on one GPU) is masked, as the live
+        worker masks what its machine cannot run; a value it lacks could only come back "not in recording".
+        """
+        ran = [json.loads(key) for key, record in self._table.items() if record["status"] != Status.INFEASIBLE.value]
+        configs = ran or self.configs()
         return {name: [value for value in space.knob(name).choices if any(config[name] == value for config in configs)]
                 for name in space.names}
 
