@@ -5,7 +5,10 @@
 #                                                             -> $OUT/gpu_check.csv, gpu_check.log
 #   3. the H200 library landscape (compiled configs last; a second pass for unstable ones), cut at RECORD_S seconds;
 #                                                             -> $OUT/<landscape>.jsonl, record.log
-# Wheels the image lacks travel in .whl (transformers as pinned here, torchao). Usage on the device:
+# Wheels the image lacks travel in .whl (transformers as pinned here, torchao), fetched here beforehand with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl transformers==5.24.0 torchao==0.18.0
+# (.whl/ is listed in .git/info/exclude and carried). Usage on the device:
 #   bash benchmarks/gpu_session.sh [RECORD_S]
 set -u
 RECORD_S=${1:-400}
