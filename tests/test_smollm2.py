@@ -18,12 +18,14 @@ DESIGN_RECORD_KEYS = {"schema", "run", "task", "space", "trial", "agent", "confi
                       "objective", "feasible", "cached", "fingerprint", "started_at", "duration_s"}
 
 
-def lighter_task(folder: Path, **workload: object) -> Path:
+def lighter_task(folder: Path, labeled: bool = True, **workload: object) -> Path:
     """envs/smollm2-cpu.yaml with a shorter timed workload (these tests check records, not speed)."""
     task = yaml.safe_load((ROOT / "envs" / "smollm2-cpu.yaml").read_text())
     task["workload"].update(workload)
-    labeled = task["accuracy"]["labeled"]
-    labeled["file"] = str(ROOT / "envs" / labeled["file"])
+    if labeled:
+        task["accuracy"]["labeled"]["file"] = str(ROOT / "envs" / task["accuracy"]["labeled"]["file"])
+    else:
+        del task["accuracy"]["labeled"]
     (folder / "smollm2-cpu.yaml").write_text(yaml.safe_dump(task))
     return folder / "smollm2-cpu.yaml"
 
@@ -96,12 +98,9 @@ def test_the_labeled_set_scores_the_float32_weights_like_the_reference(records):
 def test_two_shards_match_the_unsharded_model(tmp_path):
     # SmolLM2 has 9 query / 3 KV heads: not divisible by 2, so the ranks hold KV groups 2 + 1.
     # The labeled set is left out: the ranks score it too (tests/test_accuracy_paths.py), for a minute more.
-    task = yaml.safe_load((ROOT / "envs" / "smollm2-cpu.yaml").read_text())
-    del task["accuracy"]["labeled"]
-    task["workload"].update({"num_requests": 2, "new_tokens": 8, "max_measure_s": 20})  # what is checked is the split
-    (tmp_path / "smollm2.yaml").write_text(yaml.safe_dump(task))
+    task = lighter_task(tmp_path, labeled=False, num_requests=2, new_tokens=8, max_measure_s=20)  # checked: the split
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "measure",
-               str(tmp_path / "smollm2.yaml"), "--set", "shard_count=2", "--json", "--no-cache"]
+               str(task), "--set", "shard_count=2", "--json", "--no-cache"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]
