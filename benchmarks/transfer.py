@@ -60,12 +60,11 @@ def proposal_seconds(policy_path: Path, fold) -> float:
 
     policy = load_policy(policy_path)
     landscape = fold.heldout
-    mask = policy.codec.mask(landscape.values)
-    history = SessionHistory(policy.codec, landscape.features, 16, mask)
+    history = SessionHistory(policy.codec.bind(landscape.values), landscape.features, 16)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
     for _ in range(16):
-        config = propose(policy, history, mask, landscape.configs, rng)
+        config = propose(policy, history, landscape.configs, rng)
         if config is None:
             break
         outcome = landscape.outcomes[config]

@@ -32,9 +32,8 @@ def test_the_landscape_env_passes_the_checker_and_scores_the_final_best():
     env = LandscapeEnv([CPU_LANDSCAPE], _codec(), budgets=(4,))
     check_env(env, skip_render_check=True)
     env.reset(seed=0)
-    codec = env.codec
-    optimum = [codec.values[knob].index(PLANTED_CPU[knob]) for knob in KNOBS]
-    _, reward, done, _, info = env.step(np.array(optimum))
+    optimum = env.history.codec.encode(tuple(PLANTED_CPU[knob] for knob in KNOBS))
+    _, reward, done, _, info = env.step(optimum)
     assert reward == pytest.approx(1.0) and info["quality"] == pytest.approx(1.0) and not done
     _, reward, _, _, info = env.step(np.array(optimum))  # a repeat spends a step and gains nothing
     assert reward == 0.0 and info["repeated"]
@@ -53,7 +52,7 @@ def _episodes(policy, landscape, budget: int, episodes: int, seed: int = 0) -> t
     policy.model.set_random_seed(seed)
     while len(finals) < episodes:
         action, _ = policy.model.predict(observation, action_masks=env.action_masks(), deterministic=False)
-        proposed.add(policy.codec.decode(action))
+        proposed.add(env.history.codec.decode(action))
         observation, _, done, _, info = env.step(action)
         if done:
             finals.append(info["quality"])
@@ -83,6 +82,22 @@ def test_the_policy_never_proposes_a_masked_value(trained):
     narrow.__post_init__()  # recompute the values it holds: batch 4 and one shard only
     _, proposed = _episodes(policy, narrow, budget=8, episodes=50)
     assert {config[0] for config in proposed} == {4} and {config[6] for config in proposed} == {1}
+
+
+def test_the_policy_names_batch_sizes_by_rank_so_a_larger_batch_than_any_it_trained_on_is_reachable(trained):
+    # An H100 task offers batch 128; the training landscapes offered at most 16. Trained on a CPU landscape whose
+    # best batch is its largest, the policy proposes the new task's largest batch, which it never saw.
+    policy, _ = trained
+    as_h100 = {1: 1, 4: 8, 16: 128}
+    rows = planted_rows("h100-like", PLANTED_CPU, CPU)
+    for row in rows:
+        row["config"]["batch_size"] = as_h100[row["config"]["batch_size"]]
+        misses = sum(row["config"][knob] != PLANTED_CPU[knob] for knob in KNOBS if knob != "batch_size")
+        row["metrics"]["tokens_per_s"] = 1000.0 / 1.6 ** (misses + (row["config"]["batch_size"] != 128))
+    big_batches = landscape_from_records("h100-like", rows, ObjectiveSpec())
+    assert 128 not in policy.codec.values["batch_size"]
+    finals, proposed = _episodes(policy, big_batches, budget=4, episodes=40)
+    assert np.mean(finals) >= 0.9 and 128 in {config[0] for config in proposed}
 
 
 def test_a_pretrained_agent_replays_deterministically_for_a_seed(tmp_path, trained):

@@ -16,7 +16,6 @@ import numpy as np
 
 from tuner.agents.base import Agent
 from tuner.errors import UserError
-from tuner.library.canonical import CanonicalCodec
 from tuner.library.features import FEATURE_NAMES
 from tuner.library.history import SessionHistory
 from tuner.library.landscape import KNOBS, config_tuple
@@ -75,19 +74,18 @@ class PretrainedPPOAgent(Agent):
         rng = np.random.default_rng(seed)
         space = session.evaluator.task.space
         allowed = allowed_values(space, session.allowed)
-        mask = policy.codec.mask(allowed)
-        history = SessionHistory(policy.codec, session.evaluator.describe(), session.budget, mask)
+        history = SessionHistory(policy.codec.bind(allowed), session.evaluator.describe(), session.budget)
         candidates = [config_tuple(config) for config in space.grid()
                       if all(config[name] in allowed[name] for name in space.names)]
 
         def to_config(config: tuple) -> dict[str, Any]:
             return {name: value for name, value in zip(KNOBS, config, strict=True) if name in space.names}
 
-        if self.learn_online and names_every_knob(policy.codec, mask):
+        if self.learn_online and history.codec.names_every_knob():
             self._learn(session, seed, history, candidates, to_config, rng)
             return
         while not session.exhausted:
-            config = propose(policy, history, mask, candidates, rng)
+            config = propose(policy, history, candidates, rng)
             if config is None:
                 return
             record = session.evaluate(to_config(config))
@@ -100,7 +98,7 @@ class PretrainedPPOAgent(Agent):
 
         from tuner.env.session_history_env import SessionHistoryEnv, StopWhenSessionEnds
 
-        env = SessionHistoryEnv(session, self.loaded.codec, history, candidates, to_config, TRIES,
+        env = SessionHistoryEnv(session, history, candidates, to_config, TRIES,
                                 lambda: unmeasured_at_random(candidates, history, rng))
         model = MaskablePPO.load(self.policy, env=env, seed=seed, device="cpu",
                                  custom_objects={"n_steps": ONLINE_N_STEPS, "batch_size": ONLINE_N_STEPS})
@@ -122,12 +120,13 @@ def allowed_values(space: SearchSpace, runnable: dict[str, list[Any]]) -> dict[s
     return values
 
 
-def propose(policy: PretrainedPolicy, history: SessionHistory, mask: np.ndarray, candidates: list[tuple],
+def propose(policy: PretrainedPolicy, history: SessionHistory, candidates: list[tuple],
             rng: np.random.Generator) -> tuple | None:
     """The policy's next config: a new one its space allows; else a random unmeasured one; None when none is left."""
-    codec: CanonicalCodec = policy.codec
+    codec = history.codec
     observation = history.observation()
-    for _ in range(TRIES if names_every_knob(codec, mask) else 0):
+    mask = codec.mask
+    for _ in range(TRIES if codec.names_every_knob() else 0):
         action, _ = policy.model.predict(observation, action_masks=mask, deterministic=False)
         config = codec.decode(action)
         if config not in history.seen and config in candidates:
@@ -140,7 +139,3 @@ def unmeasured_at_random(candidates: list[tuple], history: SessionHistory, rng: 
     left = [config for config in candidates if config not in history.seen]
     return left[int(rng.integers(len(left)))] if left else None
 
-
-def names_every_knob(codec: CanonicalCodec, mask: np.ndarray) -> bool:
-    """Whether the policy knows a value of every knob (not so for a custom space): else it cannot name a config."""
-    return all(mask[offset:offset + size].any() for offset, size in zip(codec.offsets, codec.nvec, strict=True))

@@ -43,9 +43,9 @@ class LandscapeEnv(gym.Env):
         self.action_space = spaces.MultiDiscrete(codec.nvec)
         size = SessionHistory.size(codec)
         self.observation_space = spaces.Box(-LIMIT, LIMIT, shape=(size,), dtype=np.float32)
-        self._masks = [codec.mask(landscape.values) for landscape in self.landscapes]
+        self._bound = [codec.bind(landscape.values) for landscape in self.landscapes]
         self.landscape: Landscape = self.landscapes[0]
-        self.history = SessionHistory(codec, self.landscape.features, self.budgets[-1], self._masks[0])
+        self.history = SessionHistory(self._bound[0], self.landscape.features, self.budgets[-1])
         self.best_quality = 0.0
         self.actions = 0
 
@@ -58,14 +58,14 @@ class LandscapeEnv(gym.Env):
         self.landscape = self.landscapes[index]
         if self.augment and self.np_random.random() < self.augment:
             self.landscape = perturbed(self.landscape, self.np_random)
-        self.history = SessionHistory(self.codec, self.landscape.features, budget, self._masks[index])
+        self.history = SessionHistory(self._bound[index], self.landscape.features, budget)
         self.best_quality = 0.0
         self.actions = 0
         return self.history.observation(), {"landscape": self.landscape.name, "budget": budget}
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Measure (look up) the config the action names; the episode ends when the budget is spent."""
-        config = self.codec.decode(action)
+        config = self.history.codec.decode(action)
         self.actions += 1
         outcome = self.landscape.outcomes.get(config)
         if outcome is None:

@@ -17,7 +17,6 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 
-from tuner.library.canonical import CanonicalCodec
 from tuner.library.history import LIMIT, SessionHistory
 from tuner.session import TuningSession, rankable
 
@@ -29,13 +28,12 @@ class SessionHistoryEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, session: TuningSession, codec: CanonicalCodec, history: SessionHistory,
+    def __init__(self, session: TuningSession, history: SessionHistory,
                  candidates: list[tuple], to_config: Callable[[tuple], dict[str, Any]], misses_allowed: int,
                  fallback: Callable[[], tuple | None]):
         """``to_config`` turns a family tuple into the task's config; after ``misses_allowed`` misses in a row
         ``fallback`` names an unmeasured config (as the acting agent does), so a session always advances."""
         self.session = session
-        self.codec = codec
         self.history = history
         self.candidates = set(candidates)
         self.to_config = to_config
@@ -43,8 +41,9 @@ class SessionHistoryEnv(gym.Env):
         self.fallback = fallback
         self.misses = 0
         self.finished = False  # every config the task allows is measured
-        self.action_space = spaces.MultiDiscrete(codec.nvec)
-        self.observation_space = spaces.Box(-LIMIT, LIMIT, shape=(SessionHistory.size(codec),), dtype=np.float32)
+        self.action_space = spaces.MultiDiscrete(history.codec.nvec)
+        size = SessionHistory.size(history.codec)
+        self.observation_space = spaces.Box(-LIMIT, LIMIT, shape=(size,), dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """The session so far (a live session has one episode: the budget)."""
@@ -53,7 +52,7 @@ class SessionHistoryEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Measure the named config (or, after too many misses, an unmeasured one); reward the best's gain."""
-        config = self.codec.decode(action)
+        config = self.history.codec.decode(action)
         if config in self.history.seen or config not in self.candidates:
             self.misses += 1
             if self.misses < self.misses_allowed:

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.library.canonical import CanonicalCodec
+from tuner.library.canonical import CanonicalCodec, TaskCodec
 from tuner.library.features import SIZE as FEATURES_SIZE
 from tuner.library.features import feature_vector
 
@@ -25,12 +25,11 @@ PER_VALUE = 3  # tried share, failed share, best score with this value relative 
 class SessionHistory:
     """Per canonical knob value: how often tried, how often it failed, the best score seen with it."""
 
-    def __init__(self, codec: CanonicalCodec, features: Mapping[str, Any] | None, budget: int,
-                 allowed: np.ndarray):
+    def __init__(self, codec: TaskCodec, features: Mapping[str, Any] | None, budget: int):
         self.codec = codec
         self.features = feature_vector(features)
         self.budget = budget
-        self.allowed = allowed.astype(np.float32)
+        self.allowed = codec.mask.astype(np.float32)
         self.tried = np.zeros(codec.size, dtype=np.float32)
         self.failed = np.zeros(codec.size, dtype=np.float32)
         self.best_with = np.full(codec.size, -math.inf)
@@ -39,7 +38,7 @@ class SessionHistory:
         self.seen: set[tuple] = set()
 
     @staticmethod
-    def size(codec: CanonicalCodec) -> int:
+    def size(codec: CanonicalCodec | TaskCodec) -> int:
         """Length of the observation for a canonical space."""
         return FEATURES_SIZE + codec.size * (PER_VALUE + 1) + 4
 

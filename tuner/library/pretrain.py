@@ -73,7 +73,8 @@ def pretrain(landscapes: Sequence[Landscape], *, timesteps: int = 200_000, seed:
     model.learn(total_timesteps=timesteps, callback=curve, progress_bar=progress_bar)
     meta = {"format": POLICY_FORMAT, "trained_on": [landscape.name for landscape in landscapes],
             "timesteps": timesteps, "seed": seed, "augment": augment, "seconds": time.perf_counter() - started,
-            "features": FEATURE_NAMES, "canonical": codec.to_json(), "budgets": list(BUDGETS)}
+            "features": FEATURE_NAMES, "canonical": codec.to_json(), "ranked": list(codec.ranked),
+            "budgets": list(BUDGETS)}
     return PretrainedPolicy(model, codec, meta), curve.points
 
 
@@ -91,4 +92,6 @@ def save_policy(policy: PretrainedPolicy, path: Path) -> None:
 def load_policy(path: Path) -> PretrainedPolicy:
     """A policy saved by ``save_policy``."""
     meta = json.loads(Path(path).with_suffix(".json").read_text())
-    return PretrainedPolicy(MaskablePPO.load(path, device="cpu"), CanonicalCodec(meta["canonical"]), meta)
+    # a policy saved before ranked knobs existed names every value as itself
+    codec = CanonicalCodec(meta["canonical"], meta.get("ranked", ()))
+    return PretrainedPolicy(MaskablePPO.load(path, device="cpu"), codec, meta)
