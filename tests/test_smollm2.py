@@ -14,18 +14,23 @@ import yaml
 from tuner.objective import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
+LABELED_EVERY = 3  # the task's 48 labeled items, every third scored: 16, a third of the scoring time
 DESIGN_RECORD_KEYS = {"schema", "run", "task", "space", "trial", "agent", "config", "status", "error", "metrics",
                       "objective", "feasible", "cached", "fingerprint", "started_at", "duration_s"}
 
 
-def lighter_task(folder: Path, labeled: bool = True, **workload: object) -> Path:
-    """envs/smollm2-cpu.yaml with a shorter timed workload (these tests check records, not speed)."""
+def lighter_task(folder: Path, labeled_every: int | None = None, **workload: object) -> Path:
+    """envs/smollm2-cpu.yaml with a shorter timed workload (these tests check records, not speed).
+
+    ``labeled_every``: keep every n-th item of its labeled set, every kind of item represented (None: none).
+    """
     task = yaml.safe_load((ROOT / "envs" / "smollm2-cpu.yaml").read_text())
     task["workload"].update(workload)
-    if labeled:
-        task["accuracy"]["labeled"]["file"] = str(ROOT / "envs" / task["accuracy"]["labeled"]["file"])
-    else:
-        del task["accuracy"]["labeled"]
+    labeled = task["accuracy"].pop("labeled")
+    if labeled_every:
+        lines = (ROOT / "envs" / labeled["file"]).read_text().splitlines()
+        task["accuracy"]["labeled"] = {"items": [json.loads(line) for line in lines[::labeled_every]],
+                                       "new_tokens": labeled["new_tokens"]}
     (folder / "smollm2-cpu.yaml").write_text(yaml.safe_dump(task))
     return folder / "smollm2-cpu.yaml"
 
@@ -33,7 +38,8 @@ def lighter_task(folder: Path, labeled: bool = True, **workload: object) -> Path
 @pytest.fixture(scope="module")
 def records(tmp_path_factory) -> dict[str, dict]:
     runs = tmp_path_factory.mktemp("runs")
-    task = lighter_task(runs, num_requests=4, new_tokens=8, max_measure_s=20, max_repeats=4, min_repeat_s=0.2)
+    task = lighter_task(runs, labeled_every=LABELED_EVERY, num_requests=2, new_tokens=4, max_measure_s=20,
+                        max_repeats=4, min_repeat_s=0.2)
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "measure", str(task),
                "--set", "dtype=float32,bfloat16", "--set", "batch_size=1,4", "--json"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
@@ -87,10 +93,10 @@ def test_weights_load_once_per_dtype(records):
 
 
 def test_the_labeled_set_scores_the_float32_weights_like_the_reference(records):
-    # 48 labeled items, greedy answers parsed and exact-matched: the float32 reference gets 19 right
+    # 16 labeled items, greedy answers parsed and exact-matched: the float32 reference gets 7 right
     reference = records["float32-1"]["info"]["reference_metrics"]["task_accuracy"]
-    assert reference == pytest.approx(19 / 48)
-    assert records["float32-1"]["metrics"]["task_accuracy"] == pytest.approx(reference, abs=2 / 48)
+    assert reference == pytest.approx(7 / 16)
+    assert records["float32-1"]["metrics"]["task_accuracy"] == pytest.approx(reference, abs=1 / 16)
     assert abs(records["bfloat16-1"]["metrics"]["task_accuracy"] - reference) <= 0.15
 
 
@@ -98,7 +104,7 @@ def test_the_labeled_set_scores_the_float32_weights_like_the_reference(records):
 def test_two_shards_match_the_unsharded_model(tmp_path):
     # SmolLM2 has 9 query / 3 KV heads: not divisible by 2, so the ranks hold KV groups 2 + 1.
     # The labeled set is left out: the ranks score it too (tests/test_accuracy_paths.py), for a minute more.
-    task = lighter_task(tmp_path, labeled=False, num_requests=2, new_tokens=8, max_measure_s=20)  # checked: the split
+    task = lighter_task(tmp_path, num_requests=2, new_tokens=4, max_measure_s=20, max_repeats=3)  # checked: the split
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "measure",
                str(task), "--set", "shard_count=2", "--json", "--no-cache"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
