@@ -12,6 +12,7 @@ from tuner.measure.backends.hf import HFBackend
 from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequences, teacher_forced_logprobs
 from tuner.measure.backends.hf_models import load_model, load_tokenizer
 from tuner.measure.backends.hf_timing import build_batches, generation_config
+from tuner.task import load_task
 
 TINY = {"tiny": {}}
 PROMPTS = ["Write a polite reply to a customer whose order arrived late.", "Classify: shares fell.",
@@ -83,12 +84,8 @@ def test_raw_prompts_keep_their_start(tokenizer):
     assert _rows(tokenizer, build_batches(tokenizer, workload, 1, "cpu")) == ["abcd"]
 
 
-SMOLLM2 = next((ROOT / "runs" / "models").glob("SmolLM2-135M-Instruct*/tokenizer_config.json"), None)
-
-
-@pytest.mark.skipif(SMOLLM2 is None, reason="SmolLM2 not converted yet (runs/models)")
 def test_smollm2_chat_prompt_keeps_the_assistant_header():
-    smol = load_tokenizer({"path": str(SMOLLM2.parent)})
+    smol = load_tokenizer(load_task(ROOT / "envs" / "smollm2-cpu.yaml").model)  # converts the GGUF on first use
     workload = {"prompts": ["Summarize this report. " * 40], "num_requests": 1, "max_prompt_tokens": 96,
                 "chat_template": True}
     batch = build_batches(smol, workload, 1, "cpu")[0]
