@@ -35,7 +35,7 @@ def test_the_landscape_env_passes_the_checker_and_scores_the_final_best():
     optimum = env.history.codec.encode(tuple(PLANTED_CPU[knob] for knob in KNOBS))
     _, reward, done, _, info = env.step(optimum)
     assert reward == pytest.approx(1.0) and info["quality"] == pytest.approx(1.0) and not done
-    _, reward, _, _, info = env.step(np.array(optimum))  # a repeat spends a step and gains nothing
+    _, reward, _, _, info = env.step(optimum)  # a repeat spends a step and gains nothing
     assert reward == 0.0 and info["repeated"]
 
 
