@@ -37,6 +37,18 @@ def tiny_evaluator(tmp_path_factory: pytest.TempPathFactory, tiny_task: TaskSpec
         yield evaluator
 
 
+def tiny_without_compile(folder: Path) -> Path:
+    """The tiny task over a space without compile or shards (a compiled config costs ~20 s of warmup here)."""
+    space = folder / "space.yaml"
+    space.write_text("id: tiny-quick\nversion: 1\nknobs:\n"
+                     "  batch_size: {type: int, choices: [1, 4, 16]}\n"
+                     "  dtype: {type: categorical, choices: [float32, bfloat16]}\n"
+                     "  attn_implementation: {type: categorical, choices: [eager, sdpa], default: sdpa}\n")
+    task = folder / "tiny.yaml"
+    task.write_text(TINY.read_text().replace("search_space: hf-transformers", f"search_space: {space}"))
+    return task
+
+
 def fault_evaluator(task: TaskSpec, run_dir: Path, timeout_s: float | None = None) -> Evaluator:
     """An evaluator whose worker honours injected faults (and, optionally, a short step timeout)."""
     if timeout_s is not None:

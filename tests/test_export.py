@@ -192,7 +192,8 @@ def test_export_best_and_hf_round_trip(tmp_path):
     assert sorted(path.name for path in out.iterdir()) == ["hf.json", "sglang.yaml", "tgi.sh", "trtllm.yaml",
                                                            "vllm.yaml"]
     assert "infertune: warning: vllm: attn_implementation=eager" in exported.stderr
-    again = infertune("measure", str(TINY), "--config", str(out / "hf.json"), "--json", "--no-cache", runs=runs)
+    again = infertune("measure", str(TINY), "--config", str(out / "hf.json"), "--json", "--no-cache", "--no-mlflow",
+                      runs=runs)
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["config"] == original["config"]
     by_run = infertune("export", "m", "--to", "vllm", "--out", str(tmp_path / "by-run"), runs=runs)

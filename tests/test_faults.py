@@ -44,14 +44,14 @@ def test_fault_then_normal_measurement(tmp_path, tiny_task, fault, status, error
 
 
 def test_hang_is_killed_by_timeout_with_no_orphan(tmp_path, tiny_task):
-    with fault_evaluator(tiny_task, tmp_path / "run", timeout_s=20) as evaluator:
+    with fault_evaluator(tiny_task, tmp_path / "run", timeout_s=8) as evaluator:
         # worker up; an instantly infeasible config (8 shards, 2 KV heads), so a busy machine cannot time it out
         assert evaluator.evaluate(INSTANT).status == "infeasible"
         hung_pid = evaluator.measurer.pid
         started = time.monotonic()
         record = evaluator.evaluate({"batch_size": 2}, fault="hang")
-        assert record.status == "timeout" and "no answer within 20 s" in record.error["message"]
-        assert time.monotonic() - started < 40
+        assert record.status == "timeout" and "no answer within 8 s" in record.error["message"]
+        assert time.monotonic() - started < 20
         assert not _alive(hung_pid)
         assert evaluator.evaluate(INSTANT).status == "infeasible"  # a new worker answers
         assert evaluator.measurer.pid not in (None, hung_pid)

@@ -60,7 +60,8 @@ def _clean(result: subprocess.CompletedProcess) -> None:
 @pytest.mark.parametrize("agent", ["random", "optuna", "ppo"])
 def test_tune_shows_missing_metrics_as_na(tmp_path, agent, variant):
     task = null_recording(tmp_path, variant)
-    result = infertune("tune", str(task), "--agent", agent, "--budget", "8", "--run", "t", runs=tmp_path / "runs")
+    result = infertune("tune", str(task), "--agent", agent, "--budget", "8", "--run", "t", "--no-mlflow",
+                       runs=tmp_path / "runs")  # null metrics in MLflow: test_export_and_sync_of_a_run_with_nulls
     _clean(result)
     trial_lines = [line for line in result.stdout.splitlines() if line.startswith("[") and "| ok " in line]
     assert trial_lines and all("p95 n/a s top1 n/a mem n/a MB" in line for line in trial_lines)
@@ -83,7 +84,7 @@ def test_compare_with_nothing_measurable(tmp_path):
     """The objective's metric is null everywhere: nothing is feasible, the table says n/a, nothing crashes."""
     task = null_recording(tmp_path, "optional", objective="minimize: latency_p95_s")
     result = infertune("compare", str(task), "--agents", "ppo,optuna,random", "--budget", "4", "--seeds", "1",
-                       "--run", "c", runs=tmp_path / "runs")
+                       "--run", "c", "--no-mlflow", runs=tmp_path / "runs")
     _clean(result)
     rows = [line.split() for line in result.stdout.splitlines() if line.split()[:1] in (["ppo"], ["optuna"],
                                                                                        ["random"])]
@@ -99,7 +100,7 @@ def test_compare_with_nothing_measurable(tmp_path):
 def test_compare_with_null_throughput(tmp_path):
     task = null_recording(tmp_path, "throughput")
     result = infertune("compare", str(task), "--agents", "ppo,optuna,random", "--budget", "6", "--seeds", "1",
-                       "--run", "c", runs=tmp_path / "runs")
+                       "--run", "c", "--no-mlflow", runs=tmp_path / "runs")
     _clean(result)
     report = json.loads((tmp_path / "runs" / "c" / "compare.json").read_text())
     known = [row["metrics"]["tokens_per_s"] for row in map(json.loads, (tmp_path / "nulls.jsonl").open())

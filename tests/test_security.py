@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import REPLAY, ROOT, TINY
+from tests.conftest import REPLAY, ROOT, TINY, tiny_without_compile
 from tuner.cli import build_parser
 from tuner.redact import redact_text, redact_url
 from tuner.task import load_task
@@ -70,7 +70,8 @@ def test_the_ui_binds_localhost_unless_told():
 def test_no_token_in_records_mlflow_or_exports(tmp_path):
     runs = tmp_path / "runs"
     tokens = {"HF_TOKEN": SECRET, "HUGGING_FACE_HUB_TOKEN": SECRET}
-    result = _infertune(runs, "tune", str(TINY), "--agent", "random", "--budget", "2", "--run", "t", env=tokens)
+    task = tiny_without_compile(tmp_path)
+    result = _infertune(runs, "tune", str(task), "--agent", "random", "--budget", "2", "--run", "t", env=tokens)
     assert result.returncode == 0, result.stderr[-2000:]
     # Export from the replay task: its timings are recorded, so a deployable config exists on any machine
     # (two random tiny-model configs may both time as unstable on a loaded CI runner).

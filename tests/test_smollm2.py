@@ -41,7 +41,7 @@ def records(tmp_path_factory) -> dict[str, dict]:
     task = lighter_task(runs, labeled_every=LABELED_EVERY, num_requests=2, new_tokens=4, max_measure_s=20,
                         max_repeats=4, min_repeat_s=0.2)
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "measure", str(task),
-               "--set", "dtype=float32,bfloat16", "--set", "batch_size=1,4", "--json"]
+               "--set", "dtype=float32,bfloat16", "--set", "batch_size=1,4", "--json", "--no-mlflow"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     found = [json.loads(line) for line in result.stdout.splitlines()]
@@ -106,7 +106,7 @@ def test_two_shards_match_the_unsharded_model(tmp_path):
     # The labeled set is left out: the ranks score it too (tests/test_accuracy_paths.py), for a minute more.
     task = lighter_task(tmp_path, num_requests=2, new_tokens=4, max_measure_s=20, max_repeats=3)  # checked: the split
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "measure",
-               str(task), "--set", "shard_count=2", "--json", "--no-cache"]
+               str(task), "--set", "shard_count=2", "--json", "--no-cache", "--no-mlflow"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
     (record,) = [json.loads(line) for line in result.stdout.splitlines()]

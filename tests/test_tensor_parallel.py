@@ -44,7 +44,7 @@ def test_more_shards_than_kv_heads_is_infeasible():
 
 def _cli_measure(tmp_path, task, *settings: str) -> list[dict]:
     command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path), "measure", str(task), "--json",
-               "--no-cache", *[part for setting in settings for part in ("--set", setting)]]
+               "--no-cache", "--no-mlflow", *[part for setting in settings for part in ("--set", setting)]]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     return [json.loads(line) for line in result.stdout.splitlines()]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPLAY, ROOT, TINY
+from tests.conftest import REPLAY, ROOT, tiny_without_compile
 
 
 def infertune(*args: str, runs: Path) -> subprocess.CompletedProcess:
@@ -39,7 +39,7 @@ def _check_run(run_dir: Path, budget: int) -> dict:
 @pytest.mark.parametrize("agent,extra", [("random", ()), ("optuna", ()), ("ppo", ()), ("ppo", ("--policy", "none"))])
 def test_tune_replay(tmp_path, agent, extra):
     result = infertune("tune", str(REPLAY), "--agent", agent, *extra, "--budget", "10", "--seed", "2", "--run", "r",
-                       runs=tmp_path)
+                       "--no-mlflow", runs=tmp_path)  # the MLflow mirror is tests/test_tracking.py's subject
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"tuning smollm2-cpu-replay with {agent}: budget 10")
@@ -50,22 +50,10 @@ def test_tune_replay(tmp_path, agent, extra):
         assert (tmp_path / "r" / "policy.zip").is_file()
 
 
-def _tiny_reduced(tmp_path: Path) -> Path:
-    """The tiny task over a space without compile (which costs ~20 s of warmup a config on this CPU)."""
-    space = tmp_path / "space.yaml"
-    space.write_text("id: tiny-quick\nversion: 1\nknobs:\n"
-                     "  batch_size: {type: int, choices: [1, 4, 16]}\n"
-                     "  dtype: {type: categorical, choices: [float32, bfloat16]}\n"
-                     "  attn_implementation: {type: categorical, choices: [eager, sdpa], default: sdpa}\n")
-    task = tmp_path / "tiny.yaml"
-    task.write_text(TINY.read_text().replace("search_space: hf-transformers", f"search_space: {space}"))
-    return task
-
-
 @pytest.mark.parametrize("agent", ["random", "optuna", "ppo"])
 def test_tune_tiny_model(tmp_path, agent):
-    result = infertune("tune", str(_tiny_reduced(tmp_path)), "--agent", agent, "--budget", "4", "--run", "t",
-                       runs=tmp_path / "runs")
+    result = infertune("tune", str(tiny_without_compile(tmp_path)), "--agent", agent, "--budget", "4", "--run", "t",
+                       "--no-mlflow", runs=tmp_path / "runs")
     assert result.returncode == 0, result.stderr
     _check_run(tmp_path / "runs" / "t", 4)
 
@@ -83,7 +71,7 @@ def test_tune_user_errors(tmp_path, args, fragment):
 
 def test_compare_on_replay(tmp_path):
     result = infertune("compare", str(REPLAY), "--agents", "ppo,optuna,random", "--budget", "12", "--seeds", "2",
-                       "--run", "c", runs=tmp_path)
+                       "--run", "c", "--no-mlflow", runs=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "c"
     rows = list(csv.DictReader((out / "compare.csv").read_text().splitlines()))

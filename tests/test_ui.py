@@ -37,9 +37,10 @@ def _browser(tmp_path: Path, url: str, *action: str) -> str:
     return result.stdout
 
 
-@pytest.fixture
-def ui_server(tmp_path):
-    runs = tmp_path / "runs"
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory):
+    """One tuned replay run and one UI server on it for the module (starting the UI takes ~25 s here)."""
+    runs = tmp_path_factory.mktemp("ui") / "runs"
     tuned = subprocess.run([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "tune", str(REPLAY),
                             "--agent", "optuna", "--budget", "6", "--run", "ui-demo"], capture_output=True, text=True,
                            cwd=ROOT, timeout=300)
