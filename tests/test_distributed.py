@@ -94,8 +94,11 @@ def test_workers_share_a_postgres_study_and_a_dead_workers_trial_is_retried_once
     finished = {trial.number for trial in complete}
     recorded = Counter(record.info["optuna_trial"] for record in records if record.info["optuna_trial"] in finished)
     assert set(recorded) == finished and set(recorded.values()) == {1}  # each finished trial recorded once
-    measured = Counter(json.dumps(record.config, sort_keys=True) for record in records if spent_budget(record))
-    assert max(measured.values()) == 1  # shared cache, twins wait for each other: no config measured twice
+    # Shared cache, twins wait for each other: no config is measured twice into an outcome the cache serves. An
+    # unstable outcome is not cached, so a config the recording has as unstable is measured again when asked again.
+    served = Counter(json.dumps(record.config, sort_keys=True) for record in records
+                     if spent_budget(record) and record.status in ("ok", "infeasible"))
+    assert max(served.values()) == 1
 
     tiny_study_trials = optuna.load_study(study_name=tiny_study, storage=POSTGRES).trials
     assert [trial.state for trial in tiny_study_trials].count(TrialState.COMPLETE) == 4
