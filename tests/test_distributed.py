@@ -21,6 +21,7 @@ from optuna.trial import TrialState
 
 from tests.conftest import REPLAY, ROOT, TINY
 from tuner.journal import spent_budget
+from tuner.measure.status import Status
 from tuner.records import read_records
 
 POSTGRES = os.environ.get("INFERTUNE_TEST_POSTGRES_URL")
@@ -97,7 +98,7 @@ def test_workers_share_a_postgres_study_and_a_dead_workers_trial_is_retried_once
     # Shared cache, twins wait for each other: no config is measured twice into an outcome the cache serves. An
     # unstable outcome is not cached, so a config the recording has as unstable is measured again when asked again.
     served = Counter(json.dumps(record.config, sort_keys=True) for record in records
-                     if spent_budget(record) and record.status in ("ok", "infeasible"))
+                     if spent_budget(record) and Status(record.status).cacheable)
     assert max(served.values()) == 1
 
     tiny_study_trials = optuna.load_study(study_name=tiny_study, storage=POSTGRES).trials
