@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from tuner.agents import Agent
+from tuner.curves import has_value, none_value, seed_band
 from tuner.measure.backends.replay import read_recording
 from tuner.objective import score
-from tuner.plots import curves_plot
+from tuner.plots import best_so_far_plot
 from tuner.records import Record
 from tuner.report import known, shown, table
 from tuner.session import rankable
@@ -77,9 +78,11 @@ def measurements_to(curve: Sequence[float], reference: float, maximize: bool = T
 
 
 def summarize(task: TaskSpec, seed_runs: Sequence[SeedRun], reference: float) -> list[dict[str, Any]]:
-    """Per agent: mean/min/max measurements to 95%, how many seeds got there, mean final regret."""
+    """Per agent: measurements to 95% (mean, min, max; how many seeds got there), the final best over every seed
+    (a seed with no feasible config counted as ``none_value``), and the final regret over the seeds with one."""
     rows = []
     maximize = task.objective.direction == "maximize"
+    none = none_value([run.curve for run in seed_runs], maximize)
     for agent in dict.fromkeys(run.agent for run in seed_runs):
         runs = [run for run in seed_runs if run.agent == agent]
         hits = [measurements_to(run.curve, reference, maximize) for run in runs]
@@ -88,16 +91,26 @@ def summarize(task: TaskSpec, seed_runs: Sequence[SeedRun], reference: float) ->
         # a seed that never reached the target is counted at budget + 1: a lower bound, said in the table
         counted = [hit if hit is not None else budget + 1 for hit in hits]
         finals = [run.curve[-1] for run in runs]
-        regrets = [abs(math.log(reference / final)) if final == final and final > 0 else math.inf for final in finals]
+        feasible = [final for final in finals if has_value(final)]
+        regrets = [abs(math.log(reference / final)) if final > 0 and reference > 0 else math.inf
+                   for final in feasible]
         rows.append({"agent": agent, "seeds": len(runs), "reached": len(reached),
                      "to95_mean": sum(counted) / len(counted), "to95_min": min(counted), "to95_max": max(counted),
-                     "regret_mean": sum(regrets) / len(regrets), "final_mean": _nanmean(finals)})
+                     "feasible_seeds": len(feasible),
+                     "final_mean": seed_band([run.curve for run in runs], none).mean[-1],
+                     "regret_mean": sum(regrets) / len(regrets) if regrets else math.nan})
     return rows
 
 
-def _nanmean(values: Sequence[float]) -> float:
-    kept = [value for value in values if value == value]
-    return sum(kept) / len(kept) if kept else math.nan
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None, so JSON files stay valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value
 
 
 class _TrialsOnly:
@@ -148,29 +161,55 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    with open(out_dir / "curves.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["agent", "seed", "measurements", f"best_{metric}"])
-        for run in seed_runs:
-            writer.writerows([run.agent, run.seed, step, value] for step, value in enumerate(run.curve, start=1))
+    write_curves(seed_runs, out_dir, metric, none_value([run.curve for run in seed_runs],
+                                                         task.objective.direction == "maximize"))
     curves = {agent: [run.curve for run in seed_runs if run.agent == agent] for agent in dict.fromkeys(
         run.agent for run in seed_runs)}
-    curves_plot(curves, out_dir / "best_so_far.png", f"{task.id}: best {metric} so far, budget {budget}",
-                f"best {metric}", reference=reference)
+    best_so_far_plot(curves, out_dir / "best_so_far.png", f"{task.id}: best {metric} so far, budget {budget}",
+                     f"best {metric}", reference=reference, maximize=task.objective.direction == "maximize")
     report = {"task": task.id, "budget": budget, "seeds": list(seeds), "metric": metric, "best_known": reference,
+              "none_counts_as": none_value([run.curve for run in seed_runs], task.objective.direction == "maximize"),
               "agents": rows}
-    (out_dir / "compare.json").write_text(json.dumps(report, indent=2))
+    (out_dir / "compare.json").write_text(json.dumps(finite_or_null(report), indent=2))
     if tracker is not None:
         tracker.finish(None)
     return report
 
 
+def write_curves(seed_runs: Sequence[SeedRun], out_dir: Path, metric: str, none: float) -> None:
+    """curves.csv (per seed: the best so far, empty while a seed has no feasible config) and curves_summary.csv
+    (per agent: the mean, min and max over every seed with "none yet" counted as ``none``, and the share of seeds
+    with a feasible config)."""
+    with open(out_dir / "curves.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["agent", "seed", "measurements", f"best_{metric}", "feasible"])
+        for run in seed_runs:
+            writer.writerows([run.agent, run.seed, step, value if has_value(value) else "", int(has_value(value))]
+                             for step, value in enumerate(run.curve, start=1))
+    with open(out_dir / "curves_summary.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["agent", "measurements", "seeds", "feasible_share", f"mean_best_{metric}", "min", "max",
+                         "none_counts_as"])
+        for agent in dict.fromkeys(run.agent for run in seed_runs):
+            curves = [run.curve for run in seed_runs if run.agent == agent]
+            band = seed_band(curves, none)
+            writer.writerows([agent, step + 1, len(curves), band.feasible_share[step],
+                              *(shown(value, ".6g") for value in (band.mean[step], band.low[step], band.high[step],
+                                                                   none))]
+                             for step in range(len(band.mean)))
+
+
 def compare_table(report: dict[str, Any]) -> str:
     """The per-agent summary as text."""
     budget = report["budget"]
+    none = shown(report.get("none_counts_as"), ".4g")
     rows = [[row["agent"], f"{row['reached']}/{row['seeds']}",
              f"{row['to95_mean']:.1f}" + ("" if row["reached"] == row["seeds"] else f" (≥, unreached = {budget + 1})"),
-             f"{row['to95_min']}-{row['to95_max']}", shown(row["final_mean"], ".1f"), shown(row["regret_mean"], ".3f")]
+             f"{row['to95_min']}-{row['to95_max']}", f"{row['feasible_seeds']}/{row['seeds']}",
+             shown(row["final_mean"], ".1f"), shown(row["regret_mean"], ".3f")]
             for row in report["agents"]]
-    return table(["agent", "reached 95%", "measurements to 95% (mean)", "min-max", f"final best {report['metric']}",
-                  "regret (log)"], rows)
+    return "\n".join([
+        table(["agent", "reached 95%", "measurements to 95% (mean)", "min-max", "seeds feasible",
+               f"final best {report['metric']}", "regret (log)"], rows),
+        f"final best: mean over every seed, a seed with no feasible config counted as {none}; "
+        f"regret: over the seeds with one"])

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tuner.records import Record
-from tuner.report import MISSING, known
+from tuner.report import MISSING, known, shown
 
 
 def _pyplot():
@@ -88,6 +88,37 @@ def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, tit
     _label(axis, xlabel, ylabel)
     axis.legend(fontsize=8)
     axis.set_title(title)
+    return _save(plt, figure, path)
+
+
+def best_so_far_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, title: str, ylabel: str,
+                     reference: float | None = None, maximize: bool = True) -> Path:
+    """Best-so-far against measurements, per agent: the mean over every seed with a min-max band (a seed with no
+    feasible config yet counts as the value the legend names, so the mean never falls), and below it the share of
+    seeds that have a feasible config."""
+    from tuner.curves import none_value, seed_band
+
+    plt = _pyplot()
+    figure, (axis, share_axis) = plt.subplots(2, 1, figsize=(7.5, 6.2), sharex=True,
+                                              gridspec_kw={"height_ratios": [3, 1]})
+    none = none_value([curve for runs in curves.values() for curve in runs], maximize)
+    for agent, runs in curves.items():
+        band = seed_band(runs, none)
+        steps = range(1, len(band.mean) + 1)
+        line, = axis.plot(steps, band.mean, label=f"{agent}: mean of {len(runs)} seeds")
+        axis.fill_between(steps, band.low, band.high, alpha=0.15, color=line.get_color())
+        share_axis.step(steps, [100 * share for share in band.feasible_share], where="post",
+                        color=line.get_color(), label=agent)
+    if known(reference):  # nothing feasible anywhere: no line to draw
+        axis.axhline(reference, color="black", linestyle="--", linewidth=1, label="best known")
+        target = 0.95 * reference if maximize else reference / 0.95
+        axis.axhline(target, color="grey", linestyle=":", linewidth=1, label="95% of best known")
+    _label(axis, "", ylabel)
+    axis.legend(fontsize=8, title=f"band: min-max over seeds; no feasible config yet = {shown(none, '.4g')}",
+                title_fontsize=8)
+    axis.set_title(title)
+    share_axis.set_ylim(-5, 105)
+    _label(share_axis, "measurements", "seeds with a\nfeasible config (%)")
     return _save(plt, figure, path)
 
 
