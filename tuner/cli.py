@@ -7,6 +7,7 @@ import errno
 import sys
 from typing import NoReturn
 
+from tuner.commands.browsing import cmd_runs, cmd_show
 from tuner.commands.learning import cmd_pretrain
 from tuner.commands.listing import cmd_envs_list, cmd_spaces_show
 from tuner.commands.measuring import cmd_measure
@@ -116,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
     ui.set_defaults(handler=cmd_ui)
+
+    runs = commands.add_parser("runs", help="list the runs under the runs folder: task, agent, budget, best, state")
+    runs.set_defaults(handler=cmd_runs)
+
+    show_run = commands.add_parser("show", help="a run's best config, how sure it is and what it cost")
+    show_run.add_argument("run", help="run folder name under runs/ (infertune runs lists them)")
+    show_run.set_defaults(handler=cmd_show)
 
     spaces = commands.add_parser("spaces", help="search spaces").add_subparsers(dest="action", required=True,
                                                                                parser_class=_Parser)

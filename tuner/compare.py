@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,7 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
                 tracker: Tracker | None = None) -> dict[str, Any]:
     """Run every agent on every seed (each with its own cache), then write compare.csv, curves.csv, PNG."""
     metric = task.objective.metric
+    started = time.time()
     seed_runs: list[SeedRun] = []
     all_records: list[list[Record]] = []
     for make in agents:
@@ -169,7 +171,7 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
                      f"best {metric}", reference=reference, maximize=task.objective.direction == "maximize")
     report = {"task": task.id, "budget": budget, "seeds": list(seeds), "metric": metric, "best_known": reference,
               "none_counts_as": none_value([run.curve for run in seed_runs], task.objective.direction == "maximize"),
-              "agents": rows}
+              "task_file": str(task.source.resolve()), "duration_s": time.time() - started, "agents": rows}
     (out_dir / "compare.json").write_text(json.dumps(finite_or_null(report), indent=2))
     if tracker is not None:
         tracker.finish(None)

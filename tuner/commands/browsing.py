@@ -1,0 +1,39 @@
+"""``infertune runs``, ``show`` and ``report``: find runs again and see what they found."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from tuner.commands.common import runs_folder
+from tuner.errors import ConfigError
+from tuner.run_folder import RunFolder, is_run, list_runs, read_run
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """Print a table of the runs under the runs folder, newest first."""
+    from tuner.run_show import runs_table
+
+    runs = list_runs(runs_folder(args))
+    if not runs:
+        print(f"no runs under {runs_folder(args)}")
+        return 0
+    print(runs_table(runs))
+    return 0
+
+
+def open_run(args: argparse.Namespace, name: str) -> RunFolder:
+    """The run ``name`` under the runs folder; a one-line error when there is none."""
+    folder = runs_folder(args) / name
+    if not name or Path(name).name != name or not is_run(folder):
+        raise ConfigError(f"no run of that name under {runs_folder(args)} (infertune runs lists them)", field="RUN",
+                          value=name)
+    return read_run(folder)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Print a run's best config, how sure it is and what it cost."""
+    from tuner.run_show import show_text
+
+    print(show_text(open_run(args, args.run)))
+    return 0

@@ -1,0 +1,45 @@
+"""Where a run's wall time went: model loading, warmup and compile, timed inference, accuracy scoring, overhead."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tuner.records import Record
+from tuner.report import known
+
+PARTS = ("loading", "warmup and compile", "inference", "accuracy scoring", "worker overhead", "replay lookups",
+         "tuner overhead")
+
+
+def _seconds(value: object) -> float:
+    return float(value) if known(value) else 0.0
+
+
+def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, float]:
+    """Seconds per part of ``PARTS``; ``wall_s`` (the run's duration, when known) adds the tuner's own share.
+
+    A record's measurement splits into what its info says each step took (warmup from ``warmup_s``; a serving
+    trial's server start counts as loading); the rest of its duration is the worker's overhead (process start,
+    messages, a tensor-parallel group's set-up). Cached records cost nothing; replayed ones only their lookup.
+    """
+    split = dict.fromkeys(PARTS, 0.0)
+    for record in records:
+        if record.cached or not known(record.duration_s):
+            continue
+        info, metrics = record.info or {}, record.metrics or {}
+        if info.get("replay"):  # a recording's figures, read back: no inference ran
+            split["replay lookups"] += record.duration_s
+            continue
+        loading = _seconds(info.get("load_s")) + _seconds(metrics.get("server_start_s"))
+        warmup = _seconds(metrics.get("warmup_s"))
+        inference = max(0.0, _seconds(info.get("inference_s")) - warmup) + _seconds(metrics.get("load_s"))
+        accuracy = _seconds(info.get("accuracy_s"))
+        split["loading"] += loading
+        split["warmup and compile"] += warmup
+        split["inference"] += inference
+        split["accuracy scoring"] += accuracy
+        split["worker overhead"] += max(0.0, record.duration_s - loading - warmup - inference - accuracy)
+    if wall_s is not None and known(wall_s):
+        measured = sum(record.duration_s for record in records if known(record.duration_s))
+        split["tuner overhead"] = max(0.0, wall_s - measured)
+    return split

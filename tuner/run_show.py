@@ -1,0 +1,94 @@
+"""What a person asks of a finished run, answered in text: the best config, how sure we are, what it cost."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from tuner.records import Record
+from tuner.report import config_text, known, metric_text, shown, table
+from tuner.run_costs import time_split
+from tuner.run_folder import RunFolder
+from tuner.session import rankable
+
+
+def runs_table(runs: Sequence[RunFolder]) -> str:
+    """One row per run: name, kind, task, agent, budget, measurements, best objective, state, when."""
+    rows = []
+    for run in runs:
+        best = run.best
+        rows.append([run.name, run.kind, run.task or "n/a", run.agent or "n/a", shown(run.budget),
+                     run.measurements, shown(best.objective, ".3f") if best else "none feasible",
+                     run.state, run.started.strftime("%Y-%m-%d %H:%M") if run.started else "n/a"])
+    return table(["run", "kind", "task", "agent", "budget", "measured", "best objective", "state", "started (UTC)"],
+                 rows)
+
+
+def certainty_lines(best: Record, records: Sequence[Record]) -> list[str]:
+    """How far to trust the best: its timing repeats and spread, its accuracy, and the runner-up's distance."""
+    lines = [f"timing: {metric_text(best, 'repeats')} repeats, the agreeing ones within cv "
+             f"{metric_text(best, 'cv', '.3f')}" + (" (from the cache)" if best.cached else "")]
+    lines.append(f"accuracy against the reference config: top-1 agreement {metric_text(best, 'top1_agree', '.3f')}, "
+                 f"KL {metric_text(best, 'kl', '.2e')}, task accuracy {metric_text(best, 'task_accuracy', '.3f')}")
+    others = sorted((record for record in records if rankable(record) and record.config != best.config),
+                    key=lambda record: record.objective, reverse=True)
+    if others:
+        runner = others[0]
+        lines.append(f"runner-up: trial {runner.trial}, objective {shown(runner.objective, '.3f')} "
+                     f"({config_text(_differences(runner.config, best.config))})")
+    else:
+        lines.append("runner-up: none (no other deployable config was measured)")
+    unstable = sum(record.status == "unstable" for record in records)
+    if unstable:
+        lines.append(f"{unstable} measurements had timings that did not agree (unstable): never ranked best")
+    return lines
+
+
+def _differences(config: dict, best: dict) -> dict:
+    return {name: value for name, value in config.items() if best.get(name) != value} or config
+
+
+def cost_lines(run: RunFolder) -> list[str]:
+    """Measurements, cache hits, statuses and where the wall time went."""
+    statuses = Counter(record.status for record in run.records)
+    cached = sum(record.cached for record in run.records)
+    wall = (run.summary or {}).get("duration_s")
+    if wall is None and run.seed_runs:  # a compare run from before compare.json kept its duration
+        walls = [(seed.summary or {}).get("duration_s") for seed in run.seed_runs]
+        wall = sum(walls) if all(known(value) for value in walls) else None
+    split = time_split(run.records, wall)
+    parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in split.items() if seconds >= 0.5)
+    lines = [f"{run.measurements} measurements, {len(run.records)} trials ({cached} from the cache); "
+             + ", ".join(f"{count} {status}" for status, count in statuses.most_common()),
+             (f"wall time {wall:.0f} s" if known(wall) else "wall time n/a") + (f": {parts}" if parts else "")]
+    return lines
+
+
+def show_text(run: RunFolder) -> str:
+    """The terminal summary of one run."""
+    head = f"{run.name}: {run.kind} of {run.task or 'n/a'}"
+    if run.agent:
+        head += f" with {run.agent}"
+    if run.budget is not None:
+        head += f", budget {run.budget}"
+    lines = [head + f" ({run.state})", ""]
+    best = run.best
+    if best is None:
+        lines.append("best deployable config: none (nothing measured with stable timing inside the constraints)")
+    else:
+        lines += [f"best deployable config: trial {best.trial} ({best.run}), objective {shown(best.objective, '.3f')}",
+                  f"  {config_text(best.config)}",
+                  f"  {metric_text(best, 'tokens_per_s', '.1f')} tok/s, p95 {metric_text(best, 'latency_p95_s', '.3f')}"
+                  f" s, {metric_text(best, 'peak_mem_mb', '.0f')} MB",
+                  "", "how sure:", *(f"  {line}" for line in certainty_lines(best, run.records))]
+    if run.kind == "compare" and run.summary and run.summary.get("agents"):
+        from tuner.compare import compare_table
+
+        lines += ["", f"agents over {len(run.summary.get('seeds') or [])} seeds (best known "
+                  f"{run.summary.get('metric')}: {shown(run.summary.get('best_known'), '.1f')}):",
+                  compare_table(run.summary)]
+    lines += ["", "what it cost:", *(f"  {line}" for line in cost_lines(run))]
+    files = [name for name in ("summary.json", "records.jsonl", "report.html", "pareto.png", "best_so_far.png",
+                               "compare.json", "export") if (run.path / name).exists()]
+    lines += ["", f"files in {run.path}: {', '.join(files)}"]
+    return "\n".join(lines)
