@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tuner.measure.backends.knobs import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
@@ -25,6 +25,16 @@ from tuner.task import TaskSpec
 CACHEABLE = {status.value for status in Status if status.cacheable}
 
 
+class MeasurementObserver(Protocol):
+    """Who watches a measurement as it runs (the live progress line)."""
+
+    def begin(self, trial: int, config: dict[str, Any]) -> None: ...
+
+    def phase(self, event: dict[str, Any]) -> None: ...
+
+    def end(self) -> None: ...
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -33,8 +43,10 @@ class Evaluator:
     """Measures configs of one task into one run folder; the only place measurements happen."""
 
     def __init__(self, task: TaskSpec, run_dir: Path, *, agent: str = "measure", use_cache: bool = True,
-                 cache_dir: Path | None = None, echo_worker: bool = False, worker_env: dict[str, str] | None = None):
+                 cache_dir: Path | None = None, echo_worker: bool = False, worker_env: dict[str, str] | None = None,
+                 observer: MeasurementObserver | None = None):
         self.task = task
+        self.observer = observer  # told when a measurement starts, each phase it enters, and when it ends
         self.run_dir = Path(run_dir)
         self.agent = agent
         self.use_cache = use_cache
@@ -113,7 +125,7 @@ class Evaluator:
             return self._write(cached)
         else:
             payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault}
-            reply = self.measurer.request(payload, timeout_s=self.task.timeout_s)
+            reply = self._measure(payload, full)
             self.measurements += 1
             self.features = reply.get("features") or self.features
         status = Status(reply["status"])
@@ -129,6 +141,16 @@ class Evaluator:
             self.cache.put(key, record.to_dict())
         record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config
         return self._write(record)
+
+    def _measure(self, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        """One request to the measurer, with the observer told where it is."""
+        if self.observer is None:
+            return self.measurer.request(payload, timeout_s=self.task.timeout_s)
+        self.observer.begin(self.trial, config)
+        try:
+            return self.measurer.request(payload, timeout_s=self.task.timeout_s, on_phase=self.observer.phase)
+        finally:
+            self.observer.end()
 
     def _from_cache(self, stored: dict[str, Any], started: str) -> Record:
         record = Record.from_dict(copy.deepcopy(stored))

@@ -17,6 +17,7 @@ from tuner.export import TARGETS, ExportContext, export_to
 from tuner.journal import Journal
 from tuner.pareto import front_metrics, pareto_front
 from tuner.plots import pareto_plot
+from tuner.progress import TrialProgress
 from tuner.records import Record
 from tuner.report import config_text, metric_text, pareto_table, trial_line
 from tuner.session import TuningSession
@@ -81,6 +82,8 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
     with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir) as evaluator:
         session = TuningSession(evaluator, budget, on_record=progress, journal=journal,
                                 on_training=tracker.log_training if tracker is not None else None)
+        if out is not None and task.backend != "replay":  # a replayed config is read back at once: nothing to show
+            evaluator.observer = TrialProgress(out, budget, lambda: session.spent)
         agent.search(session, seed)
     front = pareto_front(session.records)
     best = session.best

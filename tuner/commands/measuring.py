@@ -58,6 +58,7 @@ def _sweep(task_space: SearchSpace, assignments: list[str], grid: bool = False,
 def cmd_measure(args: argparse.Namespace) -> int:
     """Measure one or more configs of a task and print them as a table (or JSON lines)."""
     from tuner.evaluator import Evaluator
+    from tuner.progress import TrialProgress
     from tuner.report import failure_lines, records_table
     from tuner.task import load_task
 
@@ -71,6 +72,9 @@ def cmd_measure(args: argparse.Namespace) -> int:
     records = []
     tracker = mlflow_mirror(args, task, run_dir.name, {"agent": "measure", "configs": len(configs)})
     with Evaluator(task, run_dir, use_cache=not args.no_cache, echo_worker=args.verbose) as evaluator:
+        position = 0
+        if task.backend != "replay":  # where each measurement is under the line naming the config, on stderr
+            evaluator.observer = TrialProgress(sys.stderr, len(configs), lambda: position - 1, announce=False)
         for position, config in enumerate(configs, start=1):
             shown = " ".join(f"{name}={value}" for name, value in config.items())
             print(f"[{position}/{len(configs)}] measuring {shown}", file=sys.stderr, flush=True)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tuner.measure.feasibility import Machine, runnable_values
@@ -81,24 +82,29 @@ class WorkerClient:
         hello = self._receive(self.startup_timeout_s)
         return None if hello.get("event") == "ready" else hello
 
-    def _receive(self, timeout_s: float) -> dict[str, Any]:
-        """The next message, or a synthesized crash/timeout reply."""
+    def _receive(self, timeout_s: float, on_phase: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """The next reply, or a synthesized crash/timeout reply; phase events on the way go to ``on_phase``."""
         deadline = time.monotonic() + timeout_s
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self.kill()
-                return self._failure(Status.TIMEOUT, "Timeout",
-                                     f"no answer within {timeout_s:.0f} s; worker process group killed")
-            ready, _, _ = select.select([self._reply_fd], [], [], remaining)
-            if not ready:
-                continue
-            chunk = os.read(self._reply_fd, 1 << 16)
-            if not chunk:
-                return self._died()
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return decode(line)
+        while True:
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.kill()
+                    return self._failure(Status.TIMEOUT, "Timeout",
+                                         f"no answer within {timeout_s:.0f} s; worker process group killed")
+                ready, _, _ = select.select([self._reply_fd], [], [], remaining)
+                if not ready:
+                    continue
+                chunk = os.read(self._reply_fd, 1 << 16)
+                if not chunk:
+                    return self._died()
+                self._buffer += chunk
+            line, _, self._buffer = self._buffer.partition(b"\n")
+            message = decode(line)
+            if message.get("event") != "phase":
+                return message
+            if on_phase is not None:
+                on_phase(message)
 
     def _died(self) -> dict[str, Any]:
         code = self.process.wait() if self.process else None
@@ -111,9 +117,15 @@ class WorkerClient:
         return {"status": status.value, "metrics": {}, "info": {}, "restart": True,
                 "error": error_payload(kind, message, log_tail=list(self._log)[-15:], exit_code=exit_code)}
 
-    def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Send one measurement request and return the reply; never raises for worker failures."""
+    def request(self, payload: dict[str, Any], timeout_s: float,
+                on_phase: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Send one measurement request and return the reply; never raises for worker failures.
+
+        ``on_phase`` hears where the measurement is as it goes (DESIGN §5 phases: loading, warmup, repeats, ...).
+        """
         if self.pid is None:
+            if on_phase is not None:
+                on_phase({"event": "phase", "phase": "starting the measuring worker", "since": time.time()})
             failure = self.start()
             if failure is not None:
                 return failure
@@ -123,7 +135,7 @@ class WorkerClient:
             self.process.stdin.flush()
         except (BrokenPipeError, OSError):
             return self._died()
-        reply = self._receive(timeout_s)
+        reply = self._receive(timeout_s, on_phase)
         if reply.get("restart"):
             self.kill()
         return reply

@@ -5,6 +5,7 @@ The Evaluator talks to a ``Measurer`` only: it never asks which kind it holds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from tuner.space import SearchSpace
@@ -29,8 +30,12 @@ class Measurer(Protocol):
         """The live measuring process, or None when none runs."""
         ...
 
-    def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """Measure ``payload['config']``: a reply with status, metrics, error and info (DESIGN §5)."""
+    def request(self, payload: dict[str, Any], timeout_s: float,
+                on_phase: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        """Measure ``payload['config']``: a reply with status, metrics, error and info (DESIGN §5).
+
+        ``on_phase`` (optional) is told each phase the measurement enters: ``{"event": "phase", "phase": ...}``.
+        """
         ...
 
     def runnable_values(self, space: SearchSpace) -> dict[str, list[Any]]:

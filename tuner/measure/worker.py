@@ -12,6 +12,7 @@ import sys
 import traceback
 from typing import Any
 
+from tuner.measure import phases
 from tuner.measure.protocol import decode, encode, error_payload
 from tuner.measure.status import Status
 
@@ -71,6 +72,7 @@ def serve(reply_fd: int) -> None:
     backend = HFBackend()
     reply = os.fdopen(reply_fd, "wb", buffering=0)
     reply.write(encode({"event": "ready", "pid": os.getpid(), "torch": torch.__version__}))
+    phases.install(lambda event: reply.write(encode(event)))  # the parent shows where a measurement is
     try:
         for line in sys.stdin:
             if not line.strip():
@@ -83,7 +85,9 @@ def serve(reply_fd: int) -> None:
             else:
                 answer = handle_measure(backend, request)
             answer["id"], answer["features"] = request.get("id"), describe(backend, request)
-            reply.write(encode(answer))
+            with phases.LOCK:
+                phases.leave()
+                reply.write(encode(answer))
             if answer["restart"]:
                 break
     finally:

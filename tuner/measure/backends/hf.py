@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from tuner.measure import phases
 from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequences, teacher_forced_logprobs
 from tuner.measure.backends.hf_features import hardware_features, model_features, workload_features
 from tuner.measure.backends.hf_models import DTYPES, float32_bytes, load_model, load_tokenizer, model_config
@@ -158,6 +159,7 @@ class HFBackend:
             model, _, _ = self._model(task, reference, device)
             model.set_attn_implementation(reference["attn_implementation"])
             tokenizer = self._tokenizer(task["model"])
+            phases.enter("generating the reference answers (accuracy, once per task)")
             sequences = greedy_sequences(model, tokenizer, spec["eval_prompts"], spec["new_tokens"],
                                          task["workload"]["chat_template"], device)
             logprobs = teacher_forced_logprobs(model, sequences, tokenizer.pad_token_id, device)
@@ -183,6 +185,7 @@ class HFBackend:
             model, _, _ = self._model(task, config, device)
             model.set_attn_implementation(config["attn_implementation"])
             tokenizer = self._tokenizer(task["model"])
+            phases.enter("scoring accuracy against the reference (teacher-forced)")
             self._accuracy[key] = agreement(reference, teacher_forced_logprobs(model, reference.sequences,
                                                                                tokenizer.pad_token_id, device))
         return self._accuracy[key], cached
@@ -198,6 +201,7 @@ class HFBackend:
 
             model, _, _ = self._model(task, config, device)
             model.set_attn_implementation(config["attn_implementation"])
+            phases.enter(f"scoring task accuracy ({len(labeled['items'])} labeled questions)")
             self._labeled[key] = labeled_accuracy(model, self._tokenizer(task["model"]), labeled["items"],
                                                   labeled["new_tokens"], task["workload"]["chat_template"], device)
         return self._labeled[key]
@@ -212,6 +216,7 @@ class HFBackend:
             self._shards.close(force=not self._shards.alive)
             self._shards = None
         if self._shards is None:
+            phases.enter(f"starting {world} tensor-parallel ranks")
             self._shards = ShardGroup(world, device)
         return self._shards
 
@@ -233,6 +238,7 @@ class HFBackend:
             request["fault_rank"], request["fault"] = rank_fault
         reference_s = time.perf_counter() - accuracy_start  # the ranks report their own forward passes
         group = self._group(world, device)
+        phases.enter(f"measuring on {world} tensor-parallel ranks")
         try:
             answer = group.measure(request)
         except Exception:

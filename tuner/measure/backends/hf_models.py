@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
+from tuner.measure import phases
 from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.knobs import TINY_DEFAULTS, converted_gguf_folder
 
@@ -36,6 +37,7 @@ def _converted_gguf(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     staging = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    phases.enter(f"converting {gguf.name} to safetensors (once; cached under runs/models)")
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The dequantized weights are plain float32: drop the GGUF marker so they save as a normal checkpoint.
@@ -122,6 +124,7 @@ def quantize(model: torch.nn.Module, quantization: str) -> int:
 def load_model(model_spec: dict[str, Any], dtype: str, quantization: str, device: str, seed: int,
                vocab_size: int) -> tuple[torch.nn.Module, int]:
     """Load weights in ``dtype``, quantize, move to ``device``; returns (model, quantized module count)."""
+    phases.enter("loading the model", dtype=dtype, quantization=quantization)
     if "tiny" in model_spec:
         model = _tiny_model(model_spec["tiny"], vocab_size, seed).to(DTYPES[dtype])
     else:
@@ -129,6 +132,8 @@ def load_model(model_spec: dict[str, Any], dtype: str, quantization: str, device
                                                      trust_remote_code=bool(model_spec.get("trust_remote_code")))
     model.to(device)
     model.eval()
+    if quantization != "none":
+        phases.enter("quantizing the weights", quantization=quantization)
     return model, quantize(model, quantization)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from transformers import CompileConfig, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
+from tuner.measure import phases
 from tuner.measure.faults import timing_noise
 from tuner.measure.memory import MB, generation_peak, model_bytes, peak_rss_mb, reset_peak_rss
 from tuner.measure.timing import agreeing_window, repeats_agree, window_figures
@@ -169,6 +170,13 @@ def _attention_kernel(ops: set[str]) -> str:
     return "eager" if ops & {"aten::softmax", "aten::_softmax"} else "unknown"
 
 
+def _spread(times: list[float]) -> float | None:
+    """(max - min) / mean of the latest passes: how far they are from agreeing (None before two)."""
+    if len(times) < 2:
+        return None
+    return (max(times) - min(times)) / (sum(times) / len(times))
+
+
 def _alone(value: float) -> float:
     return value
 
@@ -190,6 +198,10 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     forget_earlier_configs(model)
 
     graphs_before = _unique_graphs()
+    if config["compile"]:
+        phases.enter("warming up and compiling", probe=lambda: {"graphs": _unique_graphs() - graphs_before})
+    else:
+        phases.enter("warming up")
     warm_start = time.perf_counter()
     warm_call, output = timed_generate(model, batches[0], gen_config, device)
     warmup_s = consensus(time.perf_counter() - warm_start)
@@ -199,6 +211,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
         raise RuntimeError(f"generate produced {generated} tokens, expected exactly {new_tokens}")
 
     # Calibrate: a repeat loops the workload until it lasts min_repeat_s, so fast configs are not timer noise.
+    phases.enter("calibrating the repeat length")
     calibration_start = time.perf_counter()
     calibration = consensus(sum(timed_generate(model, batch, gen_config, device)[0].e2e_s for batch in batches))
     calibration_s = time.perf_counter() - calibration_start
@@ -207,6 +220,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     pass_calls: list[list[TimedCall]] = []
     pass_times: list[float] = []
     deadline = time.perf_counter() + workload["max_measure_s"]
+    phases.enter("timing repeats", repeat=1, of=workload["max_repeats"])
     while len(pass_times) < workload["max_repeats"]:
         stall = timing_noise(len(pass_times), calibration * loops)  # 0 unless a test injects noise
         repeat_calls = []
@@ -216,12 +230,14 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
                 stall = 0.0
         pass_calls.append(repeat_calls)
         pass_times.append(consensus(sum(call.e2e_s for call in repeat_calls)))
+        phases.update(repeat=len(pass_times) + 1, spread=_spread(pass_times[-3:]))
         if repeats_agree(pass_times) or consensus(float(time.perf_counter() > deadline)):
             break
 
     figures = window_figures([[(call.e2e_s, call.ttft_s) for call in calls] for calls in pass_calls],
                              batch_size * new_tokens, new_tokens, pass_times)
     # Memory: one more call of the same shape, alone, so its peak is this config's own (DESIGN §5).
+    phases.enter("measuring peak memory")
     memory_start = time.perf_counter()
     activation, ops, _ = generation_peak(lambda: timed_generate(model, batches[0], gen_config, device), device)
     memory_s = time.perf_counter() - memory_start

@@ -85,8 +85,8 @@ class ReplayMeasurer:
         return {name: [value for value in space.knob(name).choices if any(config[name] == value for config in configs)]
                 for name in space.names}
 
-    def request(self, payload: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """The recorded outcome of ``payload['config']``."""
+    def request(self, payload: dict[str, Any], timeout_s: float, on_phase: Any = None) -> dict[str, Any]:
+        """The recorded outcome of ``payload['config']`` (read back at once: no phases to tell ``on_phase``)."""
         if payload.get("op") == "describe":
             return {"status": Status.OK.value, "metrics": {}, "info": {}, "error": None, "features": self.features}
         replay_delay()

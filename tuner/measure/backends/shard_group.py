@@ -14,6 +14,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from tuner.measure import phases
+
 STARTUP_TIMEOUT_S = 300.0
 
 
@@ -74,6 +76,10 @@ class ShardGroup:
                     message = {"event": "error", "type": "EOFError", "message": "connection closed"}
                 if message.get("event") == "error":
                     raise self._failure(rank, message)
+                if message.get("event") == "phase":  # rank 0 says where the ranks are: pass it on, keep waiting
+                    phases.forward(message)
+                    pending[connection] = rank
+                    continue
                 answers[rank] = message
         if answers[0].get("event") not in (expect, "result"):
             raise RankFailed(f"rank 0 answered {answers[0].get('event')!r}, expected {expect!r}")

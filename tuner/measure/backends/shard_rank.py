@@ -15,6 +15,8 @@ from datetime import timedelta
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tuner.measure import phases
+
 MEMORY_SHARE = 0.5  # the ranks' kept shards together may fill this share of the memory free at the first load
 
 
@@ -146,6 +148,8 @@ def rank_main(rank: int, world: int, device: str, store_path: str, connection: C
         control = dist.new_group(backend="gloo")  # timing decisions travel on the CPU, whatever the device
         backend = RankBackend(rank, world, local_device, control)
         connection.send({"event": "ready", "rank": rank, "pid": os.getpid()})
+        if rank == 0:  # one rank speaks for the group: the ranks move in lockstep
+            phases.install(connection.send)
     except Exception as error:
         connection.send({"event": "error", "type": type(error).__name__, "message": str(error),
                          "log_tail": traceback.format_exc().splitlines()[-6:]})
@@ -162,5 +166,7 @@ def rank_main(rank: int, world: int, device: str, store_path: str, connection: C
         except Exception as error:  # the group reports it; the worker then discards every rank
             answer = {"event": "error", "type": type(error).__name__, "message": str(error).strip() or repr(error),
                       "log_tail": traceback.format_exc().splitlines()[-6:]}
-        connection.send(answer if rank == 0 or answer["event"] == "error" else {"event": "done", "rank": rank})
+        with phases.LOCK:
+            phases.leave()
+            connection.send(answer if rank == 0 or answer["event"] == "error" else {"event": "done", "rank": rank})
     dist.destroy_process_group()
