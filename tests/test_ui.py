@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,8 +48,14 @@ def ui_server(tmp_path_factory):
     assert tuned.returncode == 0, tuned.stderr
     port = _free_port()
     server = subprocess.Popen([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "ui", "--port", str(port)],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                              text=True)
     base = f"http://127.0.0.1:{port}"
+    printed = []  # what `infertune ui` told the user before the server took over its process
+    while not printed or not printed[-1].startswith("serving "):
+        line = server.stdout.readline()
+        assert line, "".join(printed)
+        printed.append(line.rstrip())
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -61,7 +68,7 @@ def ui_server(tmp_path_factory):
         assert time.monotonic() < deadline, "MLflow UI did not come up in 90 s"
         time.sleep(0.5)
     try:
-        yield base, runs
+        yield base, runs, printed
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -71,25 +78,51 @@ def ui_server(tmp_path_factory):
             server.wait()
 
 
-def test_ui_shows_runs_and_metrics(tmp_path, ui_server):
+def _links(lines: list[str]) -> list[str]:
+    return [line.rsplit(": ", 1)[1] for line in lines if ": http://" in line]
+
+
+def test_the_printed_link_opens_the_runs_table_with_the_deployable_trial_first(tmp_path, ui_server):
     assert Path(CHROMIUM).exists(), "Debian's chromium is needed (.ci/run installs it)"
-    base, runs = ui_server
+    base, runs, printed = ui_server
     client = MlflowClient(tracking_uri=f"sqlite:///{(runs / 'mlflow.db').resolve()}")
     experiment = client.get_experiment_by_name("smollm2-cpu-replay").experiment_id
-    page = _browser(tmp_path, f"{base}/#/experiments/{experiment}/runs", "--dump-dom")
-    assert "ui-demo" in page  # the parent run's name, rendered by the UI's JavaScript
+    assert printed[1].startswith("  smollm2-cpu-replay (1 runs): ")
+    [link] = _links(printed)
+    assert link.startswith(f"{base}/#/experiments/{experiment}/runs")  # not the experiment's GenAI overview
+    page = _browser(tmp_path, link, "--dump-dom")
     best = client.search_runs([experiment], "tags.deployable = 'true'")[0]
-    url = f"{base}/#/experiments/{experiment}/runs/{best.info.run_id}"
-    run_page = _browser(tmp_path, url, "--dump-dom")
+    trials = sorted(set(re.findall(r"optuna-trial-\d{4}", page)), key=page.index)
+    assert len(trials) == 6 and trials[0] == best.info.run_name  # every trial shown, the deployable one first
+    assert "Group: ui-demo" in page  # grouped by infertune run, the group open
+    assert "Training runs" in page and "No data available for the selected time range" not in page  # not Overview
+
+
+def test_ui_run_links_lead_to_the_deployable_trial_then_the_run(tmp_path, ui_server):
+    base, runs, _ = ui_server
+    port = base.rsplit(":", 1)[1]
+    result = subprocess.run([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "ui", "--port", port,
+                             "--run", "ui-demo", "--links-only"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{(runs / 'mlflow.db').resolve()}")
+    experiment = client.get_experiment_by_name("smollm2-cpu-replay").experiment_id
+    best = client.search_runs([experiment], "tags.deployable = 'true'")[0]
+    deployable, parent = _links(result.stdout.splitlines())
+    assert deployable == f"{base}/#/experiments/{experiment}/runs/{best.info.run_id}"
+    run_page = _browser(tmp_path, deployable, "--dump-dom")
     assert best.info.run_name in run_page and "tokens_per_s" in run_page and "deployable" in run_page
+    assert parent.endswith(best.data.tags["mlflow.parentRunId"])
     shot = ROOT / "runs" / "ui-screenshot.png"
     shot.parent.mkdir(exist_ok=True)
-    _browser(tmp_path, url, f"--screenshot={shot}")
+    _browser(tmp_path, deployable, f"--screenshot={shot}")
     assert shot.stat().st_size > 20_000
+    unknown = subprocess.run([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "ui", "--run", "nope",
+                              "--links-only"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert unknown.returncode == 2 and len(unknown.stderr.strip().splitlines()) == 1 and "--run" in unknown.stderr
 
 
 def test_ui_binds_loopback_by_default(ui_server):
-    base, _ = ui_server
+    base, _, _ = ui_server
     port = int(base.rsplit(":", 1)[1])
     listening = []
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):

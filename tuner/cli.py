@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     ui = commands.add_parser("ui", help="serve the MLflow UI on the embedded store")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=5000)
+    ui.add_argument("--run", help="print the links to this run (its deployable trial first) instead of the tasks'")
+    ui.add_argument("--links-only", action="store_true", help="print the links and exit (a UI already serves them)")
     ui.set_defaults(handler=cmd_ui)
 
     runs = commands.add_parser("runs", help="list the runs under the runs folder: task, agent, budget, best, state")

@@ -134,14 +134,34 @@ def _best_of(records: list[Record]) -> Record | None:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    """Serve the MLflow UI on the embedded store (127.0.0.1:5000 unless told otherwise)."""
+    """Serve the MLflow UI on the embedded store; print direct links to each experiment's runs and to ``--run``."""
+    from mlflow.tracking import MlflowClient
+
     from tuner.tracking import resolve_tracking_uri
+    from tuner.tracking.ui_links import experiment_links, run_links
 
     uri = resolve_tracking_uri(args.tracking_uri, runs_folder(args))
     if not uri.startswith("sqlite:"):
         raise ConfigError("the UI serves the embedded SQLite store; open the tracking server itself",
                           field="--tracking-uri", value=uri)
-    print(f"MLflow UI on http://{args.host}:{args.port} ({uri}); Ctrl-C stops it", flush=True)
+    base = f"http://{args.host}:{args.port}"
+    client = MlflowClient(tracking_uri=uri)
+    if args.run:
+        links = run_links(client, base, args.run)
+        if not links:
+            raise ConfigError("no infertune run of that name in the MLflow store (infertune runs lists the runs; "
+                              "infertune sync RUN uploads one)", field="--run", value=args.run)
+        print(f"MLflow UI for run {args.run}:")
+        for label, link in links:
+            print(f"  {label}: {link}")
+    else:
+        links = experiment_links(client, base)
+        print("MLflow UI, the runs of each task:" if links else "MLflow UI: no runs logged yet")
+        for name, link, count in links:
+            print(f"  {name} ({count} runs): {link}")
+    if args.links_only:
+        return 0
+    print(f"serving {uri} on {base}; Ctrl-C stops it", flush=True)
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", args.host,
                "--port", str(args.port), "--workers", "1"]
     os.execv(sys.executable, command)
