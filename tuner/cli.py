@@ -7,7 +7,7 @@ import errno
 import sys
 from typing import NoReturn
 
-from tuner.commands.browsing import cmd_runs, cmd_show
+from tuner.commands.browsing import cmd_report, cmd_runs, cmd_show
 from tuner.commands.learning import cmd_pretrain
 from tuner.commands.listing import cmd_envs_list, cmd_spaces_show
 from tuner.commands.measuring import cmd_measure
@@ -126,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     show_run = commands.add_parser("show", help="a run's best config, how sure it is and what it cost")
     show_run.add_argument("run", help="run folder name under runs/ (infertune runs lists them)")
     show_run.set_defaults(handler=cmd_show)
+
+    report = commands.add_parser("report", help="write a run's report.html (self-contained) and report.md, and "
+                                 "attach them to its MLflow run")
+    report.add_argument("run", help="run folder name under runs/")
+    report.add_argument("--no-mlflow", action="store_true", help="do not attach the report to MLflow")
+    report.set_defaults(handler=cmd_report)
 
     spaces = commands.add_parser("spaces", help="search spaces").add_subparsers(dest="action", required=True,
                                                                                parser_class=_Parser)

@@ -22,6 +22,8 @@ from tuner.objective import score
 from tuner.plots import best_so_far_plot
 from tuner.records import Record
 from tuner.report import known, shown, table
+from tuner.run_folder import read_run
+from tuner.run_report import write_report
 from tuner.session import rankable
 from tuner.task import TaskSpec
 from tuner.tuning import Tracker, run_tune
@@ -132,6 +134,9 @@ class _TrialsOnly:
     def mark_deployable(self, record: Record, artifacts: list[Path]) -> None:
         """Per-seed bests are not deployables of the comparison."""
 
+    def attach(self, paths: list[Path]) -> None:
+        """Files belong to the comparison's parent run, attached once at the end."""
+
     def finish(self, summary: dict[str, Any] | None = None) -> None:
         """The comparison finishes its parent run itself."""
 
@@ -173,7 +178,9 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
               "none_counts_as": none_value([run.curve for run in seed_runs], task.objective.direction == "maximize"),
               "task_file": str(task.source.resolve()), "duration_s": time.time() - started, "agents": rows}
     (out_dir / "compare.json").write_text(json.dumps(finite_or_null(report), indent=2))
+    reports = write_report(read_run(out_dir))
     if tracker is not None:
+        tracker.attach(reports)
         tracker.finish(None)
     return report
 

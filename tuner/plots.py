@@ -150,3 +150,49 @@ def transfer_plot(summary: Mapping, path: Path) -> Path:
     axis.legend(title="bars: 95% CI over landscapes x seeds", fontsize=8, title_fontsize=8)
     _label(axis, "budget (measurements)", "best found / optimum")
     return _save(plt, figure, path)
+
+
+def accuracy_speed_plot(records: Sequence[Record], path: Path, title: str) -> Path:
+    """Top-1 agreement with the reference against throughput, every measured config: what speed costs in accuracy.
+
+    Configs inside the objective's constraints are filled, the others hollow; the deployable best is starred.
+    """
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    measured = [record for record in records if record.status in ("ok", "unstable")]
+    inside = [record for record in measured if record.feasible]
+    outside = [record for record in measured if not record.feasible]
+    for group, style in ((inside, {"c": "tab:blue", "label": "inside the constraints"}),
+                         (outside, {"facecolors": "none", "edgecolors": "tab:red", "label": "outside"})):
+        _, xs, ys = _points(group, "tokens_per_s", "top1_agree")
+        axis.scatter(xs, ys, s=26, **style)
+    ranked = [record for record in inside if record.status == "ok"]
+    if ranked:
+        best = max(ranked, key=lambda record: record.objective)
+        if known(best.metrics.get("tokens_per_s")) and known(best.metrics.get("top1_agree")):
+            axis.scatter([best.metrics["tokens_per_s"]], [best.metrics["top1_agree"]], marker="*", s=220,
+                         c="gold", edgecolors="black", label=f"best deployable (trial {best.trial})", zorder=3)
+    missing = len(measured) - len(_points(measured, "tokens_per_s", "top1_agree")[0])
+    if missing:
+        axis.text(0.5, 0.02, f"{missing} of {len(measured)}: tokens_per_s or top1_agree {MISSING}",
+                  transform=axis.transAxes, ha="center", fontsize=8, color="#555555")
+    _label(axis, "tokens / s", "top-1 agreement with the reference")
+    axis.legend(fontsize=8, loc="best")
+    axis.set_title(title)
+    return _save(plt, figure, path)
+
+
+def time_split_plot(split: Mapping[str, float], path: Path, title: str) -> Path:
+    """Where the wall time went: one horizontal bar per part, in seconds."""
+    plt = _pyplot()
+    parts = [(name, seconds) for name, seconds in split.items() if seconds > 0]
+    figure, axis = plt.subplots(figsize=(7.5, 0.5 * max(2, len(parts)) + 1.2))
+    axis.barh([name for name, _ in parts], [seconds for _, seconds in parts], color="tab:blue")
+    total = sum(seconds for _, seconds in parts) or 1.0
+    for position, (_, seconds) in enumerate(parts):
+        axis.text(seconds, position, f" {seconds:.0f} s ({100 * seconds / total:.0f}%)", va="center", fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlim(0, max([seconds for _, seconds in parts], default=1.0) * 1.3)
+    _label(axis, "seconds", "")
+    axis.set_title(title)
+    return _save(plt, figure, path)

@@ -20,6 +20,8 @@ from tuner.plots import pareto_plot
 from tuner.progress import TrialProgress
 from tuner.records import Record
 from tuner.report import config_text, metric_text, pareto_table, trial_line
+from tuner.run_folder import read_run
+from tuner.run_report import write_report
 from tuner.session import TuningSession
 from tuner.task import TaskSpec
 
@@ -38,6 +40,8 @@ class Tracker(Protocol):
     def run_id_of(self, record: Record) -> str | None: ...
 
     def mark_deployable(self, record: Record, artifacts: list[Path]) -> None: ...
+
+    def attach(self, paths: list[Path]) -> None: ...
 
     def finish(self, summary: dict[str, Any] | None = None) -> None: ...
 
@@ -90,6 +94,7 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
     summary = {
         "run": run_dir.name, "task": task.id, "task_file": str(task.source.resolve()),
         "space": task.space.label, "agent": agent.describe(), "seed": seed,
+        "metric": task.objective.metric, "direction": task.objective.direction,
         "budget": budget, "measurements": session.spent, "trials": len(session.records),
         "resumed_records": session.journal.resumed,
         "best": _record_brief(best) if best else None,
@@ -105,9 +110,11 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
     if best is not None:
         mlflow_id = tracker.run_id_of(best) if tracker is not None else None
         export_to(list(TARGETS), best.config, export_context(task, best, run_dir.parent, mlflow_id), run_dir / "export")
+    reports = write_report(read_run(run_dir)) if plot else []
     if tracker is not None:
         if best is not None:
             tracker.mark_deployable(best, deployable_artifacts(run_dir))
+        tracker.attach(reports)
         tracker.finish(summary)
     return TuneResult(run_dir, summary, session.records, session.spent_after, front, best)
 
@@ -204,5 +211,5 @@ def final_report(result: TuneResult, task: TaskSpec) -> str:
         lines += ["", f"Pareto front ({', '.join(FRONT_LABELS[name] for name in weighed)}"
                   + (f"; {', '.join(left_out)} n/a for some config, not weighed" if left_out else "") + "):",
                   pareto_table(result.front, varying)]
-    lines += ["", f"run folder: {result.run_dir} (summary.json, records.jsonl, pareto.png)"]
+    lines += ["", f"run folder: {result.run_dir} (report.html, summary.json, records.jsonl, pareto.png)"]
     return "\n".join(lines)

@@ -37,3 +37,22 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     print(show_text(open_run(args, args.run)))
     return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a run's report.html and report.md and attach them to its MLflow run."""
+    from tuner.run_report import write_report
+
+    run = open_run(args, args.run)
+    reports = write_report(run)
+    print("\n".join(f"wrote {path}" for path in reports))
+    if not args.no_mlflow:
+        from tuner.tracking import resolve_tracking_uri
+        from tuner.tracking.ui_links import attach_to_run
+
+        uri = resolve_tracking_uri(args.tracking_uri, runs_folder(args))
+        if attach_to_run(uri, run.name, reports):
+            print(f"attached to the MLflow run {run.name}")
+        else:
+            print(f"no MLflow run {run.name} to attach them to (infertune sync {run.name} uploads the run)")
+    return 0

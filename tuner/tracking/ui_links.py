@@ -74,3 +74,21 @@ def run_links(client: MlflowClient, base: str, run_name: str) -> list[tuple[str,
                       run_url(base, experiment, trial.info.run_id)))
     links.append((f"run {run_name} (every trial nested under it)", run_url(base, experiment, parent.info.run_id)))
     return links
+
+
+def attach_to_run(tracking_uri: str, run_name: str, paths: list) -> bool:
+    """Attach files to the MLflow parent run of infertune run ``run_name``; False when there is none (or it fails:
+    MLflow is a mirror, and the files stay in the run folder)."""
+    try:
+        client = MlflowClient(tracking_uri=tracking_uri)
+        experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+        escaped = run_name.replace("'", "\\'")
+        parents = client.search_runs(experiments, f"tags.`infertune.run` = '{escaped}' and "
+                                                  f"tags.`infertune.kind` = '{PARENT_KIND}'", max_results=1)
+        if not experiments or not parents:
+            return False
+        for path in paths:
+            client.log_artifact(parents[0].info.run_id, str(path))
+    except Exception:  # an unreachable server: the report is written all the same
+        return False
+    return True
