@@ -22,6 +22,7 @@ from tuner.records import Record
 from tuner.report import config_text, metric_text, pareto_table, trial_line
 from tuner.run_folder import read_run
 from tuner.run_report import write_report
+from tuner.run_show import certainty_lines, cost_lines
 from tuner.session import TuningSession
 from tuner.task import TaskSpec
 
@@ -190,9 +191,8 @@ def write_trials_csv(records: list[Record], path: Path) -> Path:
 def final_report(result: TuneResult, task: TaskSpec) -> str:
     """The text printed at the end of ``tune``: the best deployable config and the Pareto front."""
     lines = [""]
-    summary = result.summary
-    lines.append(f"{summary['measurements']} measurements, {summary['trials']} trials in "
-                 f"{summary['duration_s']:.0f} s")
+    run = read_run(result.run_dir)
+    lines += cost_lines(run)
     if result.best is None:
         lines.append("no deployable config: nothing measured with stable timing inside the objective's constraints")
     else:
@@ -203,6 +203,7 @@ def final_report(result: TuneResult, task: TaskSpec) -> str:
                      f"p95 {metric_text(best, 'latency_p95_s', '.3f')} s, "
                      f"top1 {metric_text(best, 'top1_agree', '.3f')}, kl {metric_text(best, 'kl', '.2e')}, "
                      f"{metric_text(best, 'peak_mem_mb', '.0f')} MB")
+        lines += ["how sure:", *(f"  {line}" for line in certainty_lines(best, result.records))]
     if result.front:
         varying = [name for name in task.space.names
                    if len({str(record.config.get(name)) for record in result.front}) > 1]
