@@ -52,6 +52,10 @@ CASES = [
      "--resume: no run.json in"),
     ("unknown export target", lambda tmp: ["export", "--best", str(REPLAY), "--to", "lmdeploy"],
      "--to: unknown export target; known: vllm, sglang, tgi, trtllm, hf, all (got 'lmdeploy')"),
+    ("show or report of an unknown run", lambda tmp: ["show", "nope"],
+     "RUN: no run of that name under"),
+    ("UI links to a run MLflow lacks", lambda tmp: ["ui", "--run", "nope", "--links-only"],
+     "--run: no infertune run of that name in the MLflow store"),
 ]
 
 

@@ -87,3 +87,11 @@ def test_eta_follows_the_trials_measured_so_far():
     # three measurements left after two: this one (15 s by the mean of 10 and 20, 5 s in) and two more
     assert progress.eta_s() == 10.0 + 2 * 15.0
     progress.end()
+
+
+def test_a_progress_interval_that_is_not_a_positive_number_is_one_line(tmp_path):
+    measure = _measure(tmp_path, env={"INFERTUNE_PROGRESS_S": "soon"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = measure.communicate(timeout=120)
+    assert measure.returncode == 2 and err.strip().splitlines()[-1] == (
+        "infertune: error: INFERTUNE_PROGRESS_S: must be a positive number of seconds (got 'soon')")
+    assert "Traceback" not in err

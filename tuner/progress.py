@@ -47,7 +47,7 @@ def phase_text(event: dict[str, Any]) -> str:
         details.append(f"repeat {event['repeat']} of at most {event.get('of', '?')}")
     if event.get("spread") is not None:
         details.append(f"spread of the last passes {100 * event['spread']:.1f}%")
-    if event.get("graphs"):  # 0 while the first graph compiles: nothing to count yet
+    if event.get("graphs"):  # the count moves when a graph is done: nothing to say while the first compiles
         details.append(f"{event['graphs']} graphs compiled so far")
     return event.get("phase", "measuring") + (f": {', '.join(details)}" if details else "")
 
