@@ -105,8 +105,9 @@ def best_so_far_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path
     for agent, runs in curves.items():
         band = seed_band(runs, none)
         steps = range(1, len(band.mean) + 1)
-        line, = axis.plot(steps, band.mean, label=f"{agent}: mean of {len(runs)} seeds")
-        axis.fill_between(steps, band.low, band.high, alpha=0.15, color=line.get_color())
+        label = f"{agent}: mean of {len(runs)} seeds" if len(runs) > 1 else agent
+        line, = axis.plot(steps, band.mean, label=label, drawstyle="steps-post")  # a best so far moves in steps
+        axis.fill_between(steps, band.low, band.high, alpha=0.15, color=line.get_color(), step="post")
         share_axis.step(steps, [100 * share for share in band.feasible_share], where="post",
                         color=line.get_color(), label=agent)
     if known(reference):  # nothing feasible anywhere: no line to draw
