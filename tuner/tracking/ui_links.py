@@ -10,6 +10,8 @@ metrics as columns.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
@@ -76,7 +78,7 @@ def run_links(client: MlflowClient, base: str, run_name: str) -> list[tuple[str,
     return links
 
 
-def attach_to_run(tracking_uri: str, run_name: str, paths: list) -> bool:
+def attach_to_run(tracking_uri: str, run_name: str, paths: Sequence[Path]) -> bool:
     """Attach files to the MLflow parent run of infertune run ``run_name``; False when there is none (or it fails:
     MLflow is a mirror, and the files stay in the run folder)."""
     try:
