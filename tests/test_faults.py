@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import threading
@@ -44,15 +45,18 @@ def test_fault_then_normal_measurement(tmp_path, tiny_task, fault, status, error
 
 
 def test_hang_is_killed_by_timeout_with_no_orphan(tmp_path, tiny_task):
-    with fault_evaluator(tiny_task, tmp_path / "run", timeout_s=8) as evaluator:
-        # worker up; an instantly infeasible config (8 shards, 2 KV heads), so a busy machine cannot time it out
+    with fault_evaluator(tiny_task, tmp_path / "run") as evaluator:
+        # a worker's first answer (its features too) under the task's own timeout: on a busy machine it can take
+        # more than 8 s; an instantly infeasible config (8 shards, 2 KV heads)
         assert evaluator.evaluate(INSTANT).status == "infeasible"
+        evaluator.task = dataclasses.replace(evaluator.task, timeout_s=8)
         hung_pid = evaluator.measurer.pid
         started = time.monotonic()
         record = evaluator.evaluate({"batch_size": 2}, fault="hang")
         assert record.status == "timeout" and "no answer within 8 s" in record.error["message"]
         assert time.monotonic() - started < 20
         assert not _alive(hung_pid)
+        evaluator.task = tiny_task
         assert evaluator.evaluate(INSTANT).status == "infeasible"  # a new worker answers
         assert evaluator.measurer.pid not in (None, hung_pid)
 

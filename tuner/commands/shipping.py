@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -145,6 +146,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         raise ConfigError("the UI serves the embedded SQLite store; open the tracking server itself",
                           field="--tracking-uri", value=uri)
     base = f"http://{args.host}:{args.port}"
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the store's set-up chatter before the links
     client = MlflowClient(tracking_uri=uri)
     if args.run:
         links = run_links(client, base, args.run)
