@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPLAY, ROOT, TINY
 from tuner.journal import spent_budget
 from tuner.records import read_records
@@ -40,9 +42,13 @@ def test_parallel_workers_on_the_cpu_split_the_memory_they_may_keep_models_in(tm
     worker_env = env.session.evaluator.measurer.env
     env.close()
 
-    def budget_mb(extra_env: dict) -> float:
+    def budget_share(extra_env: dict) -> float:
+        """The share of the memory free at its first load that the worker's kept models may fill."""
         with Evaluator(tiny_task, tmp_path / f"run{len(extra_env)}", use_cache=False, worker_env=extra_env) as one:
-            return one.evaluate({"batch_size": 2}).info["memory_budget_mb"]
+            info = one.evaluate({"batch_size": 2}).info
+            return info["memory_budget_mb"] / info["memory_free_at_budget_mb"]
 
-    alone, shared = budget_mb({}), budget_mb({HOST_WORKERS: worker_env[HOST_WORKERS]})
-    assert shared < 0.6 * alone  # a worker that shares the host with another keeps about half
+    alone, shared = budget_share({}), budget_share({HOST_WORKERS: worker_env[HOST_WORKERS]})
+    # a worker that shares the host with another keeps half as much (as a share: the free memory itself moves
+    # with whatever else runs between the two measurements)
+    assert shared == pytest.approx(alone / 2, rel=0.01)

@@ -75,6 +75,7 @@ class HFBackend:
 
     def __init__(self, memory_budget: int | None = None):
         self.memory_budget = memory_budget
+        self.memory_free_at_budget: int | None = None  # the free memory the budget was a share of
         self._models: OrderedDict[tuple, tuple[Any, int, int]] = OrderedDict()  # (model, quantized, bytes)
         self._float32_bytes: dict[str, int] = {}
         self._tokenizers: dict[str, Any] = {}
@@ -98,7 +99,8 @@ class HFBackend:
     def _make_room(self, needed: int, device: str) -> None:
         """Evict least recently used models until ``needed`` more bytes fit the budget."""
         if self.memory_budget is None:
-            self.memory_budget = int(memory_share() * available_bytes(device))
+            self.memory_free_at_budget = available_bytes(device)
+            self.memory_budget = int(memory_share() * self.memory_free_at_budget)
         evicted = False
         while self._models and self.kept_bytes + needed > self.memory_budget:
             self._models.popitem(last=False)
@@ -310,6 +312,7 @@ class HFBackend:
                      "accuracy_cached": cached, "accuracy_path": ACCURACY_PATH,
                      "reference_metrics": reference_metrics, "kept_models_mb": self.kept_bytes / MB,
                      "memory_budget_mb": self.memory_budget / MB,
+                     "memory_free_at_budget_mb": (self.memory_free_at_budget or 0) / MB or None,
                      "quantized_modules": quantized_modules,
                      "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
         return metrics, info
