@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -67,3 +68,14 @@ def test_show_of_no_such_run_is_one_line(runs, name):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         f"infertune: error: RUN: no run of that name under {runs} (infertune runs lists them) (got {name!r})"]
+
+
+def test_a_failed_measurements_time_is_its_own_part_not_worker_overhead(runs):
+    from tuner.records import read_records
+    from tuner.run_costs import time_split
+
+    measured = read_records(runs / "t1" / "records.jsonl")[0]
+    timed_out = dataclasses.replace(measured, status="timeout", metrics={}, info={}, duration_s=900.0,
+                                    error={"type": "Timeout", "message": "no answer within 900 s"})
+    split = time_split([timed_out], None)
+    assert split["failed measurements"] == 900.0 and split["worker overhead"] == 0.0

@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from tuner.records import Record
 from tuner.report import known
 
-PARTS = ("loading", "warmup and compile", "inference", "accuracy scoring", "worker overhead", "replay lookups",
-         "tuner overhead")
+PARTS = ("loading", "warmup and compile", "inference", "accuracy scoring", "worker overhead", "failed measurements",
+         "replay lookups", "tuner overhead")
+FAILED = ("error", "crash", "oom", "timeout")  # their time is one lump: no step of theirs reported a figure
 
 
 def _seconds(value: object) -> float:
@@ -29,6 +30,9 @@ def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, flo
         info, metrics = record.info or {}, record.metrics or {}
         if info.get("replay"):  # a recording's figures, read back: no inference ran
             split["replay lookups"] += record.duration_s
+            continue
+        if record.status in FAILED:
+            split["failed measurements"] += record.duration_s
             continue
         loading = _seconds(info.get("load_s")) + _seconds(metrics.get("server_start_s"))
         warmup = _seconds(metrics.get("warmup_s"))
