@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tuner.journal import spent_budget
 from tuner.records import Record, read_records
-from tuner.session import rankable
+from tuner.session import best_record
 
 RUN_FILES = ("records.jsonl", "summary.json", "run.json", "compare.json")
 
@@ -38,14 +39,12 @@ class RunFolder:
     @property
     def best(self) -> Record | None:
         """The best deployable record: stable timing, inside the objective's constraints, highest objective."""
-        ranked = [record for record in self.records if rankable(record)]
-        return max(ranked, key=lambda record: record.objective) if ranked else None
+        return best_record(self.records)
 
     @property
     def measurements(self) -> int:
         """Records that cost a measurement (cached and constraint-rejected ones are free)."""
-        return sum(1 for record in self.records
-                   if not record.cached and (record.error or {}).get("type") != "ConstraintViolated")
+        return sum(spent_budget(record) for record in self.records)
 
 
 def is_run(path: Path) -> bool:

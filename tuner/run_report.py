@@ -12,6 +12,7 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner.journal import spent_budget
 from tuner.records import Record
 from tuner.report import MISSING, config_text, metric_text, shown
 from tuner.run_costs import time_split
@@ -37,8 +38,7 @@ def spent_after(records: list[Record]) -> list[int]:
     """Measurements spent once each record was in (cached and constraint-rejected configs cost nothing)."""
     spent, counts = 0, []
     for record in records:
-        if not record.cached and (record.error or {}).get("type") != "ConstraintViolated":
-            spent += 1
+        spent += spent_budget(record)
         counts.append(spent)
     return counts
 

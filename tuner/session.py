@@ -104,3 +104,12 @@ class TuningSession:
 def rankable(record: Record) -> bool:
     """Eligible to be called best: measured with stable timing and meeting every objective constraint."""
     return record.status == "ok" and record.feasible
+
+
+def best_record(records: list[Record]) -> Record | None:
+    """The best rankable record, the first of equals (as a tuning session picks it)."""
+    best = None
+    for record in records:
+        if rankable(record) and (best is None or record.objective > best.objective):
+            best = record
+    return best

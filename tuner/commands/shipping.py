@@ -102,7 +102,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     before = len(tracker.trial_runs)
     for record in records:
         tracker.log_record(record)
-    best = _summary_best(records, summary) or _best_of(records)
+    from tuner.session import best_record  # not at start-up: the session pulls in the evaluator
+
+    best = _summary_best(records, summary) or best_record(records)
     if best is not None:
         tracker.mark_deployable(best, deployable_artifacts(run_dir))
     tracker.finish(summary or None)
@@ -121,17 +123,6 @@ def _summary_best(records: list[Record], summary: dict[str, Any]) -> Record | No
     matches = [record for record in records if all(getattr(record, key) == best[key] for key in keys)]
     named = [record for record in matches if record.run == best.get("run", record.run)]
     return (named or matches or [None])[0]
-
-
-def _best_of(records: list[Record]) -> Record | None:
-    """The best rankable record (the first of equals, as a tuning session picks it) of a run without a summary."""
-    from tuner.session import rankable
-
-    best = None
-    for record in records:
-        if rankable(record) and (best is None or record.objective > best.objective):
-            best = record
-    return best
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
