@@ -3,13 +3,14 @@
 #   1. versions and the GPU;                                  -> $OUT/versions.txt
 #   2. gpu_check.py: out-of-memory config and the recovery after it, torchao int8/int4 weight-only on CUDA;
 #                                                             -> $OUT/gpu_check.csv, gpu_check.log
-#   3. the H200 library landscape (compiled configs last; a second pass for unstable ones), cut at RECORD_S seconds;
-#                                                             -> $OUT/<landscape>.jsonl, record.log
+#   3. the H200 library landscapes in LANDSCAPES (compiled configs last; a second pass for unstable ones), cut at
+#      RECORD_S seconds in all;                               -> $OUT/<landscape>.jsonl, record.log
+# GPU_CHECK=0 skips step 2.
 # Wheels the image lacks travel in .whl (transformers as pinned here, torchao), fetched here beforehand with
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d .whl transformers==5.24.0 torchao==0.18.0
 # (.whl/ is listed in .git/info/exclude and carried). Usage on the device:
-#   bash benchmarks/gpu_session.sh [RECORD_S]
+#   LANDSCAPES='envs/recordings/library/A envs/recordings/library/B' bash benchmarks/gpu_session.sh [RECORD_S]
 set -u
 RECORD_S=${1:-400}
 OUT=${OUT:-runs/gpu-session}
@@ -22,19 +23,33 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 else
   export PYTHONPATH=$PWD
 fi
-LANDSCAPE=${LANDSCAPE:-envs/recordings/library/h200-rand-l8-h1024-chat}
+LANDSCAPES=${LANDSCAPES:-envs/recordings/library/h200-rand-l8-h1024-chat}
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, transformers, torchao; print('torch', torch.__version__, 'transformers', transformers.__version__, 'torchao', torchao.__version__, torch.cuda.get_device_name(0))"
 } 2>&1 | tee "$OUT/versions.txt"
 
-timeout 110 python3 benchmarks/gpu_check.py --env "$LANDSCAPE.yaml" --dtypes bfloat16 --batches 16 --new-tokens 32 \
-  --num-requests 16 --max-measure-s 3 --no-compile --out /tmp/gpu-check 2>&1 | tee "$OUT/gpu_check.log" | grep -v Warning
-cp /tmp/gpu-check/gpu_check.* "$OUT/" 2>/dev/null
+if [ "${GPU_CHECK:-1}" = 1 ]; then
+  first=${LANDSCAPES%% *}
+  timeout 110 python3 benchmarks/gpu_check.py --env "$first.yaml" --dtypes bfloat16 --batches 16 --new-tokens 32 \
+    --num-requests 16 --max-measure-s 3 --no-compile --out /tmp/gpu-check 2>&1 | tee "$OUT/gpu_check.log" | grep -v Warning
+  cp /tmp/gpu-check/gpu_check.* "$OUT/" 2>/dev/null
+fi
 
-# A second pass measures again the configs that came out unstable (the recorder skips the others).
-timeout "$RECORD_S" bash -c "for pass in 1 2; do python3 -m tuner.library.record $LANDSCAPE.yaml --runs-dir /tmp/runs; done" \
-  > "$OUT/record.log" 2>&1
-echo "record exit: $?" >> "$OUT/record.log"
-grep -E "^lib-|record exit|min of measurement" "$OUT/record.log"
-cp "$LANDSCAPE.jsonl" "$OUT/" 2>/dev/null
+# Pass 1 records each landscape in turn (an equal share of what is left each); pass 2 measures again the configs
+# that came out unstable (the recorder skips the others). Each landscape's file is copied to $OUT after each step.
+deadline=$((SECONDS + RECORD_S))
+set -- $LANDSCAPES
+for pass in 1 2; do
+  remaining=$#
+  for landscape in "$@"; do
+    left=$((deadline - SECONDS))
+    [ "$left" -gt 10 ] || break
+    share=$(( pass == 1 ? left / remaining : left ))
+    remaining=$((remaining - 1))
+    timeout "$share" python3 -m tuner.library.record "$landscape.yaml" --runs-dir /tmp/runs >> "$OUT/record.log" 2>&1
+    echo "$landscape pass $pass exit: $?" >> "$OUT/record.log"
+    cp "$landscape.jsonl" "$OUT/" 2>/dev/null
+  done
+done
+grep -E "^lib-.*(ok|unstable|failed|infeasible|min of)|exit:" "$OUT/record.log" | tail -40
 exit 0
