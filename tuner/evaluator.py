@@ -171,5 +171,10 @@ def _open_measurer(task: TaskSpec, run_dir: Path, worker_env: dict[str, str] | N
     """The measurer that ``task.backend`` names."""
     if task.backend == "replay":
         return ReplayMeasurer(task.recording, task.space)
+    if task.backend == "serving":
+        from tuner.serving.measurer import ServingMeasurer
+
+        return ServingMeasurer(task.worker_spec(), task.space, run_dir / "serving", resolve_device(task.device),
+                               models_dir(run_dir.parent))
     env = {"INFERTUNE_MODELS_DIR": str(models_dir(run_dir.parent)), **(worker_env or {})}
     return WorkerClient(env=env, echo=echo, device=resolve_device(task.device))

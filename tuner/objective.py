@@ -10,7 +10,10 @@ from typing import Any
 from tuner.errors import ConfigError
 
 METRICS = ("ttft_s", "tpot_s", "latency_p50_s", "latency_p95_s", "tokens_per_s", "peak_mem_mb", "warmup_s",
-           "top1_agree", "kl", "task_accuracy", "repeats", "cv")
+           "top1_agree", "kl", "task_accuracy", "repeats", "cv",
+           # serving under load (DESIGN §15)
+           "ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p50_s", "itl_p95_s", "e2e_p95_s", "requests_per_s",
+           "output_tokens_per_s", "goodput_rps", "token_agree", "server_start_s")
 BOUND_KEYS = {"min", "max", "min_ratio", "max_ratio"}
 FAILED_SCORE = -20.0  # below any feasible score: log(tokens_per_s / baseline) > -20 for any real throughput
 ZERO_FLOOR = 1e-8  # a metric at 0 (kl of the reference itself, cv of a perfectly steady config) scores as 1e-8

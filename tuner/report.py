@@ -15,6 +15,16 @@ METRIC_COLUMNS = (("tokens_per_s", "tok/s", ".1f"), ("ttft_s", "ttft_s", ".3f"),
                   ("peak_mem_mb", "mem_MB", ".0f"), ("warmup_s", "warmup_s", ".2f"),
                   ("top1_agree", "top1", ".3f"), ("kl", "kl", ".2e"), ("repeats", "reps", ""),
                   ("cv", "cv", ".3f"))
+SERVING_COLUMNS = (("goodput_rps", "goodput_rps", ".2f"), ("requests_per_s", "req/s", ".2f"),
+                   ("output_tokens_per_s", "out_tok/s", ".1f"), ("ttft_p50_s", "ttft_p50", ".3f"),
+                   ("ttft_p95_s", "ttft_p95", ".3f"), ("itl_p95_s", "itl_p95", ".4f"), ("e2e_p95_s", "e2e_p95", ".3f"),
+                   ("token_agree", "agree", ".3f"), ("server_start_s", "start_s", ".1f"),
+                   ("warmup_s", "warmup_s", ".1f"), ("repeats", "reps", ""), ("cv", "spread", ".3f"))
+
+
+def serving(record: Record) -> bool:
+    """Whether a record was measured under load on a server (its figures are the serving ones, DESIGN §15)."""
+    return "goodput_rps" in record.metrics or record.info.get("load") is not None
 
 
 def known(value: Any) -> bool:
@@ -41,14 +51,15 @@ def metric_text(record: Record, name: str, spec: str = "") -> str:
 
 
 def records_table(records: Sequence[Record], knobs: Sequence[str]) -> str:
-    """One row per record: trial, the config, status, the DESIGN §5 metrics."""
-    headers = ["trial", *knobs, "status", *(label for _, label, _ in METRIC_COLUMNS), "objective"]
+    """One row per record: trial, the config, status, the DESIGN §5 metrics (§15's for records of a server)."""
+    columns = SERVING_COLUMNS if any(serving(record) for record in records) else METRIC_COLUMNS
+    headers = ["trial", *knobs, "status", *(label for _, label, _ in columns), "objective"]
     rows = []
     for record in records:
         status = record.status + (" (cached)" if record.cached else "")
         rows.append([record.trial, *(str(record.config.get(knob)).lower() if isinstance(record.config.get(knob), bool)
                                      else record.config.get(knob) for knob in knobs), status,
-                     *(metric_text(record, name, spec) for name, _, spec in METRIC_COLUMNS),
+                     *(metric_text(record, name, spec) for name, _, spec in columns),
                      shown(record.objective, ".3f")])
     return table(headers, rows)
 
@@ -83,6 +94,11 @@ def outcome_text(record: Record) -> str:
     if record.status not in ("ok", "unstable"):
         message = (record.error or {}).get("message", "")
         return f"{record.status}: {message[:90]}"
+    if serving(record):
+        return (f"{record.status} goodput {metric_text(record, 'goodput_rps', '.2f')} req/s "
+                f"ttft p95 {metric_text(record, 'ttft_p95_s', '.3f')} s "
+                f"itl p95 {metric_text(record, 'itl_p95_s', '.4f')} s "
+                f"agree {metric_text(record, 'token_agree', '.3f')}")
     return (f"{record.status} {metric_text(record, 'tokens_per_s', '.1f')} tok/s "
             f"p95 {metric_text(record, 'latency_p95_s', '.3f')} s top1 {metric_text(record, 'top1_agree', '.3f')} "
             f"mem {metric_text(record, 'peak_mem_mb', '.0f')} MB")
@@ -92,8 +108,12 @@ def trial_line(spent: int, budget: int, record: Record, best: Record | None) -> 
     """The progress line printed after each trial: n/N, config, outcome, best so far."""
     width = len(str(budget))
     cost = "cached, free" if record.cached else f"{shown(record.duration_s, '.1f')} s"
-    best_text = (f"best {metric_text(best, 'tokens_per_s', '.1f')} tok/s (trial {best.trial})" if best is not None
-                 else "best: none feasible yet")
+    if best is None:
+        best_text = "best: none feasible yet"
+    elif serving(best):
+        best_text = f"best goodput {metric_text(best, 'goodput_rps', '.2f')} req/s (trial {best.trial})"
+    else:
+        best_text = f"best {metric_text(best, 'tokens_per_s', '.1f')} tok/s (trial {best.trial})"
     return (f"[{spent:>{width}}/{budget}] trial {record.trial}: {config_text(record.config)} | {outcome_text(record)}"
             f" ({cost}) | {best_text}")
 

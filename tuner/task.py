@@ -16,7 +16,9 @@ from tuner.space.loader import read_yaml
 
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("gguf", "path", "hf_id", "tiny")
-BACKENDS = ("hf", "replay")
+BACKENDS = ("hf", "replay", "serving")  # serving: set by ``workload.mode: serving``, not written in the file
+ARRIVALS = ("poisson", "constant", "concurrent")
+SLO_METRICS = ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p50_s", "itl_p95_s", "e2e_p95_s")
 TOP_KEYS = {"id", "description", "model", "device", "search_space", "workload", "accuracy", "objective", "budget",
             "seed", "timeout_s", "backend", "recording"}
 
@@ -33,6 +35,29 @@ class Workload:
     max_measure_s: float
     max_repeats: int
     min_repeat_s: float
+
+
+@dataclass(frozen=True)
+class ServingWorkload:
+    """A request stream against a server (DESIGN §15): arrivals, how many, prompt and output lengths, SLOs."""
+
+    prompts: tuple[str, ...]
+    arrival: str  # poisson or constant (at ``rate`` requests/s), or concurrent (``concurrency`` streams)
+    rate: float | None
+    concurrency: int | None
+    num_requests: int
+    new_tokens: int  # the most tokens a request asks for (it may end earlier at the model's end of text)
+    max_prompt_tokens: int
+    chat_template: bool
+    slo: dict[str, float]  # e.g. ttft_p95_s: 2.0 (the percentile must meet it; a request within it counts as good)
+    repeats: int  # load runs per config; they must agree, else the config is ``unstable``
+    warmup_requests: int
+
+    @property
+    def load(self) -> dict[str, Any]:
+        """The load a config is measured at (what exports say it was measured at)."""
+        shape = {"rate": self.rate} if self.arrival != "concurrent" else {"concurrency": self.concurrency}
+        return {"process": self.arrival, **shape, "num_requests": self.num_requests, "max_tokens": self.new_tokens}
 
 
 @dataclass(frozen=True)
@@ -63,7 +88,7 @@ class TaskSpec:
     model: dict[str, Any]
     device: str
     space: SearchSpace
-    workload: Workload | None  # None for the replay backend, which measures nothing
+    workload: Workload | ServingWorkload | None  # None for the replay backend, which measures nothing
     accuracy: AccuracySpec | None
     objective: ObjectiveSpec
     budget: int
@@ -90,6 +115,17 @@ class TaskSpec:
         """The JSON-able part of the task the worker needs."""
         if self.workload is None or self.accuracy is None:
             return {"id": self.id, "model": self.model, "device": self.device, "seed": self.seed}
+        if isinstance(self.workload, ServingWorkload):
+            load = self.workload
+            return {"id": self.id, "model": self.model, "device": self.device, "seed": self.seed,
+                    "workload": {"mode": "serving", "prompts": list(load.prompts), "arrival": load.arrival,
+                                 "rate": load.rate, "concurrency": load.concurrency,
+                                 "num_requests": load.num_requests, "new_tokens": load.new_tokens,
+                                 "max_prompt_tokens": load.max_prompt_tokens, "chat_template": load.chat_template,
+                                 "slo": dict(load.slo), "repeats": load.repeats,
+                                 "warmup_requests": load.warmup_requests},
+                    "accuracy": {"eval_prompts": list(self.accuracy.eval_prompts),
+                                 "new_tokens": self.accuracy.new_tokens, "reference": self.accuracy.reference}}
         return {
             "id": self.id,
             "model": self.model,
@@ -235,19 +271,28 @@ def load_task(path: str | Path) -> TaskSpec:
         if "recording" in data:
             raise reader.fail("only a task with backend: replay reads a recording", "recording", data["recording"])
         recording = None
-        backend_knobs = hf_space().names
+        serving = isinstance(data.get("workload"), dict) and data["workload"].get("mode") == "serving"
+        backend = "serving" if serving else backend
+        if serving:
+            from tuner.serving.knobs import serving_space
+
+            backend_knobs = serving_space().names
+        else:
+            backend_knobs = hf_space().names
         for name in space.names:
             if name not in backend_knobs:  # a knob the backend would ignore would poison every search
-                raise ConfigError(f"the hf backend has no such knob; it knows {', '.join(backend_knobs)}",
+                raise ConfigError(f"the {backend} backend has no such knob; it knows {', '.join(backend_knobs)}",
                                   source=space.source, field=f"knobs.{name}")
         model = _resolve_model(reader.mapping(data.get("model"), "model",
                                               {*MODEL_SOURCES, "name", "trust_remote_code"}), task_file, reader)
-        workload = _workload(data, reader, task_file)
+        workload = _serving_workload(data, reader, task_file) if serving else _workload(data, reader, task_file)
         accuracy = _accuracy(data, reader, task_file, workload, space)
 
-    objective = objective_from_dict(reader.mapping(data.get("objective") or {}, "objective",
-                                                   {"maximize", "minimize", "baseline", "constraints", "penalty"}),
-                                    str(task_file))
+    objective_data = reader.mapping(data.get("objective") or {}, "objective",
+                                    {"maximize", "minimize", "baseline", "constraints", "penalty"})
+    if isinstance(workload, ServingWorkload) and workload.slo:
+        objective_data = _slo_constraints(objective_data, workload.slo, reader)
+    objective = objective_from_dict(objective_data, str(task_file))
     return TaskSpec(
         id=task_id,
         source=task_file,
@@ -292,7 +337,50 @@ def _workload(data: dict[str, Any], reader: _Reader, task_file: Path) -> Workloa
     )
 
 
-def _accuracy(data: dict[str, Any], reader: _Reader, task_file: Path, workload: Workload,
+def _serving_workload(data: dict[str, Any], reader: _Reader, task_file: Path) -> ServingWorkload:
+    load = reader.mapping(data.get("workload"), "workload", {
+        "mode", "prompts", "arrival", "rate", "concurrency", "num_requests", "new_tokens", "max_prompt_tokens",
+        "chat_template", "slo", "repeats", "warmup_requests"})
+    prompts = _prompts(load.get("prompts"), reader, "workload.prompts", task_file)
+    arrival = load.get("arrival", "poisson")
+    if arrival not in ARRIVALS:
+        raise reader.fail(f"must be one of {', '.join(ARRIVALS)}", "workload.arrival", arrival)
+    rate = concurrency = None
+    if arrival == "concurrent":
+        if "rate" in load:
+            raise reader.fail("a concurrent load has streams, not a rate; give concurrency", "workload.rate",
+                              load["rate"])
+        concurrency = reader.integer(load, "concurrency", "workload.", default=4)
+    else:
+        if "concurrency" in load:
+            raise reader.fail(f"a {arrival} load has a rate, not streams; give rate", "workload.concurrency",
+                              load["concurrency"])
+        rate = reader.number(load, "rate", "workload.", default=1.0)
+    slo = reader.mapping(load.get("slo") or {}, "workload.slo", set(SLO_METRICS))
+    for name, value in slo.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise reader.fail("must be a positive number of seconds", f"workload.slo.{name}", value)
+    return ServingWorkload(
+        prompts=prompts, arrival=arrival, rate=rate, concurrency=concurrency,
+        num_requests=reader.integer(load, "num_requests", "workload.", default=16),
+        new_tokens=reader.integer(load, "new_tokens", "workload.", default=32, minimum=2),
+        max_prompt_tokens=reader.integer(load, "max_prompt_tokens", "workload.", default=256),
+        chat_template=reader.boolean(load, "chat_template", "workload.", default=False),
+        slo={name: float(value) for name, value in slo.items()},
+        repeats=reader.integer(load, "repeats", "workload.", default=2, minimum=2),
+        warmup_requests=reader.integer(load, "warmup_requests", "workload.", default=2, minimum=1))
+
+
+def _slo_constraints(objective: dict[str, Any], slo: dict[str, float], reader: _Reader) -> dict[str, Any]:
+    """The SLOs as objective constraints (``metric <= seconds``), unless the objective already bounds the metric."""
+    constraints = objective.get("constraints") or {}
+    if not isinstance(constraints, dict):
+        raise reader.fail("must be a mapping of metric to bounds", "objective.constraints", constraints)
+    merged = {name: {"max": seconds} for name, seconds in slo.items() if name not in constraints}
+    return {**objective, "constraints": {**constraints, **merged}}
+
+
+def _accuracy(data: dict[str, Any], reader: _Reader, task_file: Path, workload: Workload | ServingWorkload,
               space: SearchSpace) -> AccuracySpec:
     acc = reader.mapping(data.get("accuracy", {}), "accuracy", {"eval_prompts", "new_tokens", "reference", "labeled"})
     eval_prompts = acc.get("eval_prompts", 8)

@@ -134,9 +134,14 @@ def deployable_artifacts(run_dir: Path) -> list[Path]:
 def export_context(task: TaskSpec, record: Record, runs_dir: Path,
                    mlflow_run_id: str | None = None) -> ExportContext:
     """What an exported file says about where its config came from."""
+    from tuner.task import ServingWorkload
+
     model, note = serving_model(task, runs_dir)
+    load = task.workload if isinstance(task.workload, ServingWorkload) else None  # the load it was measured at
     return ExportContext(task=task.id, model=model, metrics=record.metrics, run=record.run, trial=record.trial,
-                         mlflow_run_id=mlflow_run_id, model_note=note, attention_heads=attention_heads(task, runs_dir))
+                         mlflow_run_id=mlflow_run_id, model_note=note, attention_heads=attention_heads(task, runs_dir),
+                         load=load.load if load else record.info.get("load"),
+                         slo=load.slo if load else record.info.get("slo"))
 
 
 def attention_heads(task: TaskSpec, runs_dir: Path) -> int | None:

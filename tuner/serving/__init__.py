@@ -1,0 +1,1 @@
+"""Serving under load: continuous-batching engines behind OpenAI-compatible servers (DESIGN §15)."""
