@@ -140,8 +140,9 @@ def export_context(task: TaskSpec, record: Record, runs_dir: Path,
     load = task.workload if isinstance(task.workload, ServingWorkload) else None  # the load it was measured at
     return ExportContext(task=task.id, model=model, metrics=record.metrics, run=record.run, trial=record.trial,
                          mlflow_run_id=mlflow_run_id, model_note=note, attention_heads=attention_heads(task, runs_dir),
-                         load=load.load if load else record.info.get("load"),
-                         slo=load.slo if load else record.info.get("slo"))
+                         # what the record was measured at, before what the task file says today
+                         load=record.info.get("load") or (load.load if load else None),
+                         slo=record.info.get("slo") or (load.slo if load else None))
 
 
 def attention_heads(task: TaskSpec, runs_dir: Path) -> int | None:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the serving-stack files for a run's best config, a trial, or the best ever measured for a task."""
     from tuner.export import TARGETS, export_to
-    from tuner.report import metric_text
+    from tuner.report import metric_text, serving
     from tuner.task import load_task
     from tuner.tuning import export_context
 
@@ -38,7 +38,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     paths, warnings = export_to(targets, record.config, export_context(task, record, runs, mlflow_id), out_dir)
     for warning in warnings:
         print(f"infertune: warning: {warning}", file=sys.stderr)
-    print(f"exported trial {record.trial} of {record.run} ({metric_text(record, 'tokens_per_s', '.1f')} tok/s):")
+    figure = (f"goodput {metric_text(record, 'goodput_rps', '.2f')} req/s" if serving(record)
+              else f"{metric_text(record, 'tokens_per_s', '.1f')} tok/s")
+    print(f"exported trial {record.trial} of {record.run} ({figure}):")
     for path in paths:
         print(f"  {path}")
     return 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tuner.report import shown
+from tuner.report import known, shown
 from tuner.serving.flags import EngineOptions, engine_options, is_serving_config, option_argv
 
 STATIC_BATCH_NOTE = ("infertune measured batch_size as a static batch (all sequences start and stop together); "
@@ -60,11 +60,14 @@ def mapped(engine: str, config: dict[str, Any], context: ExportContext) -> Engin
 def header(stack: str, context: ExportContext, config: dict[str, Any], comment: str = "#") -> list[str]:
     """Comment lines that open every exported file: task, model, measured metrics (load, SLOs), MLflow run."""
     figures = ", ".join(f"{name} {shown(context.metrics.get(name), spec)}" for name, spec in HEADER_METRICS.items())
+    under_load = serving(config, context) or any(name in context.metrics for name in SERVING_METRICS)
     lines = [f"infertune export for {stack}",
              f"task: {context.task}   model: {context.model}",
-             "measured config: " + " ".join(f"{key}={value}" for key, value in config.items()),
-             f"measured: {figures}"]
-    if serving(config, context) or any(name in context.metrics for name in SERVING_METRICS):
+             "measured config: " + " ".join(f"{key}={value}" for key, value in config.items())]
+    if not under_load or any(known(context.metrics.get(name)) for name in HEADER_METRICS):
+        # a serving record has no static-batch figures: a line of n/a would only say so
+        lines.append(f"measured: {figures}")
+    if under_load:
         lines.append("measured under load: " + ", ".join(f"{name} {shown(context.metrics.get(name), spec)}"
                                                          for name, spec in SERVING_METRICS.items()))
         load = ", ".join(f"{key} {value}" for key, value in (context.load or {}).items()) or "n/a"
