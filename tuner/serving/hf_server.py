@@ -89,6 +89,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--attn-implementation", default=None)
     parser.add_argument("--cb-fields", default="{}", help="ContinuousBatchingConfig keyword arguments as JSON")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-continuous-batching", action="store_true",
+                        help="one generate call per request, as transformers serve does without the flag")
     args = parser.parse_args(argv)
 
     from transformers import ContinuousBatchingConfig
@@ -96,8 +98,8 @@ def main(argv: list[str]) -> int:
 
     fields = json.loads(args.cb_fields)
     config = ContinuousBatchingConfig(**fields)  # a field that does not exist fails here, before the server starts
-    serve = Serve(force_model=args.model, continuous_batching=True, device=args.device, dtype=args.dtype,
-                  attn_implementation=args.attn_implementation, host=args.host, port=args.port,
+    serve = Serve(force_model=args.model, continuous_batching=not args.no_continuous_batching, device=args.device,
+                  dtype=args.dtype, attn_implementation=args.attn_implementation, host=args.host, port=args.port,
                   default_seed=args.seed, log_level="info", non_blocking=True)
     serve._generation_state._cb_config = config  # noqa: SLF001 - read when the first request creates the engine
     log_engine_settings(serve._generation_state)  # noqa: SLF001

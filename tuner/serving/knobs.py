@@ -25,6 +25,10 @@ def infeasible_reason(config: Mapping[str, Any], device: str) -> str | None:
                 "(bnb-4bit, bnb-8bit); torchao weight-only is not among its options")
     if config.get("shard_count", 1) != 1:
         return f"shard_count={config['shard_count']}: transformers serve has no tensor-parallel option"
+    if device == "cpu" and config.get("async_batching"):
+        # the engine's thread raises "Async batching requires a device type in ('cuda', 'xpu')" and every request
+        # then gets a 503 (tests/test_serving_knobs.py shows it)
+        return "async_batching=True: transformers' continuous batching runs it only on CUDA or XPU devices"
     return None
 
 

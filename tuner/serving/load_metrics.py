@@ -49,6 +49,7 @@ def run_metrics(run: LoadRun, slo: Mapping[str, float]) -> dict[str, Any]:
         "output_tokens_per_s": sum(sample.output_tokens for sample in done) / duration if duration else None,
         "goodput_rps": good / duration if duration else None,
         "failed_requests": len(run.samples) - len(done),
+        "load_s": run.duration_s,  # how long the load ran (the rest of a trial is harness: start, warm-up, ...)
     }
 
 

@@ -38,8 +38,10 @@ class ServingMeasurer:
     run) does not pay for a restart; any other config stops it first. Nothing outlives ``close()``.
     """
 
-    def __init__(self, task: dict[str, Any], space: SearchSpace, work_dir: Path, device: str, models_root: Path):
+    def __init__(self, task: dict[str, Any], space: SearchSpace, work_dir: Path, device: str, models_root: Path,
+                 continuous_batching: bool = True):
         self.task, self.space, self.device = task, space, device
+        self.continuous_batching = continuous_batching  # False: the benchmark's one-generate-per-request baseline
         self.work_dir, self.models_root = Path(work_dir), Path(models_root)
         self.fingerprint = {**machine_fingerprint(device), "engine": "transformers-serve",
                             "guidellm": loadgen.version()}
@@ -120,6 +122,7 @@ class ServingMeasurer:
             runs.append(run_metrics(run, workload["slo"]))
         metrics, agree, spread = combine(runs)
         failed = metrics.pop("failed_requests") or 0
+        metrics.pop("load_s", None)  # per run, in info
         if all(run["requests_per_s"] in (None, 0) for run in runs):
             raise _Failure(Status.ERROR, "NoCompletedRequest", "no request of the load completed", server.tail())
         metrics.update(token_agree=token_agreement(self._tokenizer, texts, reference), warmup_s=warmup_s,
@@ -186,6 +189,8 @@ class ServingMeasurer:
             argv = [sys.executable, "-m", "tuner.serving.hf_server", "--model", str(self._folder), "--port",
                     str(port), "--device", self.device, "--dtype", config.get("dtype", "float32"),
                     "--cb-fields", json.dumps(fields), "--seed", str(self.task["seed"])]
+            if not self.continuous_batching:
+                argv.append("--no-continuous-batching")
             try:
                 server = start_server(argv, port=port, log_path=self.work_dir / "server.log",
                                       timeout_s=min(SERVER_START_S, _left(deadline)), identity=identity)
