@@ -82,8 +82,8 @@ class ServingMeasurer:
             return self._reply(failure.status, {}, error_payload(failure.kind, str(failure), log_tail=failure.log_tail))
         except ServerFailed as failure:
             self._server = None
-            return self._reply(Status(failure.status), {}, error_payload("ServerFailed", str(failure),
-                                                                         log_tail=failure.log_tail))
+            return self._reply(_oom_or(Status(failure.status), failure.log_tail), {},
+                               error_payload("ServerFailed", str(failure), log_tail=failure.log_tail))
         except loadgen.LoadFailed as failure:
             tail = failure.log_tail + (["--- server log ---", *self._server.tail()] if self._server else [])
             self.close()  # a hung or failed load leaves the server in an unknown state
@@ -208,9 +208,11 @@ class ServingMeasurer:
         try:
             return complete(server.base_url, str(self._folder), prompt, max_tokens, _left(deadline))
         except (urllib.error.URLError, OSError, KeyError, ValueError) as error:
+            tail = server.tail()
             status = Status.TIMEOUT if "timed out" in str(error) else Status.CRASH if not server.alive() \
                 else Status.ERROR
-            raise _Failure(status, "RequestFailed", f"a completion request failed: {error}", server.tail()) from None
+            raise _Failure(_oom_or(status, tail), "RequestFailed", f"a completion request failed: {error}",
+                           tail) from None
 
     def _eval_texts(self, server: RunningServer, deadline: float) -> list[str]:
         accuracy = self.task["accuracy"]
@@ -226,6 +228,12 @@ class ServingMeasurer:
             _phase(on_phase, "reference answers (the reference config's server)")
             self._reference_texts = self._eval_texts(self._serve(reference, deadline, on_phase), deadline)
         return self._reference_texts
+
+
+def _oom_or(status: Status, log_tail: list[str]) -> Status:
+    """``oom`` when the server's log says it ran out of memory (on an H200, async batching beside a KV cache of 90%
+    of free memory did: the engine never started and every request got a 503), else ``status``."""
+    return Status.OOM if any("out of memory" in line.lower() for line in log_tail) else status
 
 
 def _phase(sink: PhaseSink, phase: str, **details: Any) -> None:
