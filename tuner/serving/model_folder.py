@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +32,7 @@ def model_folder(model_spec: dict[str, Any], seed: int, models_root: Path) -> Pa
     # the same random weights the static backend measures (same spec, same seed)
     model = hf_models._tiny_model(model_spec["tiny"], len(tokenizer), seed)  # noqa: SLF001
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    staging = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
-    try:
-        os.replace(staging, target)  # atomic; another process may have won the race
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
+    hf_models.save_folder(model, tokenizer, target)
     return target
 
 

@@ -36,20 +36,25 @@ def _converted_gguf(gguf: Path) -> Path:
     target = converted_gguf_folder(gguf)  # the worker gets INFERTUNE_MODELS_DIR from the evaluator
     if (target / "config.json").is_file():
         return target
-    staging = target.with_name(f"{target.name}.tmp{os.getpid()}")
     phases.enter(f"converting {gguf.name} to safetensors (once; cached under runs/models)")
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The dequantized weights are plain float32: drop the GGUF marker so they save as a normal checkpoint.
     del model.config.quantization_config
     model.hf_quantizer = None
+    save_folder(model, tokenizer, target)
+    return target
+
+
+def save_folder(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save weights and tokenizer into ``target`` atomically (staged, then renamed; another process may win)."""
+    staging = target.with_name(f"{target.name}.tmp{os.getpid()}")
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
     try:
-        os.replace(staging, target)  # atomic; another worker may have won the race
+        os.replace(staging, target)
     except OSError:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def weights_location(model_spec: dict[str, Any]) -> str:
