@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPLAY, ROOT, TINY
+from tuner.run_lock import hold_run
 
 SPACE = ROOT / "search_spaces" / "hf-transformers.yaml"
 
@@ -17,6 +19,23 @@ def _file(tmp: Path, name: str, text: str) -> str:
     (tmp / name).write_text(text.replace("SPACE", str(SPACE)))
     return str(tmp / name)
 
+
+def _run_json(tmp: Path, name: str, settings: dict) -> str:
+    """A run folder under tmp/runs holding only ``run.json``; its name."""
+    (tmp / "runs" / name).mkdir(parents=True)
+    (tmp / "runs" / name / "run.json").write_text(json.dumps(settings))
+    return name
+
+
+def _busy(tmp: Path) -> str:
+    """A run whose lock this (test) process holds, as a tune still running would."""
+    name = _run_json(tmp, "busy", {"task": "smollm2-cpu-replay"})
+    hold_run(tmp / "runs" / name, "--run")
+    return name
+
+
+NAME_RULE = ("must be a name of 1-100 letters, digits, '.', '_' or '-', not starting with '.' or '-' "
+             "(a name, not a path)")
 
 # (what is wrong, the arguments that show it, the one line the user gets, after "infertune: error: ")
 CASES = [
@@ -72,6 +91,22 @@ CASES = [
      "hf-transformers.yaml: knobs.batch_size: the serving backend has no such knob; it knows max_batch_tokens"),
     ("UI links to a run MLflow lacks", lambda tmp: ["ui", "--run", "nope", "--links-only"],
      "--run: no infertune run of that name in the MLflow store"),
+    ("a run name that is a path", lambda tmp: ["tune", str(REPLAY), "--run", "../x", "--no-mlflow"],
+     f"--run: {NAME_RULE} (got '../x')"),
+    ("a run name infertune keeps for its own files", lambda tmp: ["tune", str(REPLAY), "--run", "cache", "--no-mlflow"],
+     "--run: infertune keeps this name in the runs folder for its own files (cache, export, mlartifacts, models, "
+     "mlflow.db, optuna.db); choose another (got 'cache')"),
+    ("a resumed run named by a path", lambda tmp: ["tune", str(REPLAY), "--resume", "../elsewhere/run"],
+     f"--resume: {NAME_RULE} (got '../elsewhere/run')"),
+    ("a task id that is a path", lambda tmp: ["measure", _file(
+        tmp, "escape.yaml", "id: ../../outside/x\nmodel: {tiny: {}}\nsearch_space: SPACE\n"
+        "workload: {prompts: [hi]}\n")],
+     f"escape.yaml: id: {NAME_RULE} (got '../../outside/x')"),
+    ("a run another process is using", lambda tmp: ["tune", str(REPLAY), "--resume", _busy(tmp), "--no-mlflow"],
+     "--resume: the run is in use by process"),
+    ("resume of a run whose task files changed", lambda tmp: ["tune", str(REPLAY), "--resume", _run_json(
+        tmp, "old", {"task": "smollm2-cpu-replay", "inputs": {"task file": "0" * 64}}), "--no-mlflow"],
+     "--resume: the task's files changed since the run started ("),
 ]
 
 

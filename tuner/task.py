@@ -10,6 +10,7 @@ from typing import Any
 
 from tuner.errors import ConfigError, ModelNotFoundError
 from tuner.measure.feasibility import hf_space
+from tuner.names import NAME_RULE, is_name
 from tuner.objective import ObjectiveSpec, objective_from_dict
 from tuner.space import SearchSpace, find_space, load_space
 from tuner.space.loader import read_yaml
@@ -256,6 +257,9 @@ def load_task(path: str | Path) -> TaskSpec:
     task_id = data.get("id") or task_file.stem
     if not isinstance(task_id, str):
         raise reader.fail("must be a string", "id", task_id)
+    if not is_name(task_id):  # run folders, cache entries and exports are named after it
+        raise reader.fail(NAME_RULE + ("" if "id" in data else "; the task has no id, so its file name is taken"),
+                          "id", task_id)
     backend = data.get("backend", "hf")
     if backend not in BACKENDS:
         raise reader.fail(f"must be one of {', '.join(BACKENDS)}", "backend", backend)

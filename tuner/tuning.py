@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import sys
@@ -27,6 +28,7 @@ from tuner.session import TuningSession
 from tuner.task import TaskSpec
 
 RUN_SETTINGS = "run.json"  # what --resume needs to restart the same search
+INPUTS = "inputs"  # run.json's key for the SHA-256 of the files that define the task, which --resume compares
 FRONT_LABELS = {"tokens_per_s": "tokens/s", "latency_p95_s": "latency p95", "top1_agree": "top1_agree",
                 "peak_mem_mb": "memory"}
 
@@ -57,6 +59,35 @@ class TuneResult:
     spent_after: list[int]
     front: list[Record]
     best: Record | None
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in chunks (a recording can be large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def input_files(task: TaskSpec) -> dict[str, Path]:
+    """The files whose contents define the task: the task file, its search space and, when replayed, its recording."""
+    files = {"task file": task.source, "search space": Path(task.space.source)}
+    if task.recording is not None:
+        files["recording"] = task.recording
+    return files
+
+
+def input_hashes(task: TaskSpec) -> dict[str, str]:
+    """SHA-256 of each of the task's input files, keyed as ``input_files`` names them."""
+    return {what: _sha256(path) for what, path in input_files(task).items()}
+
+
+def changed_inputs(saved: dict[str, str], task: TaskSpec) -> list[str]:
+    """The input files that differ from the hashes a run saved ('search space search_spaces/x.yaml', ...)."""
+    files, now = input_files(task), input_hashes(task)
+    names = [*now, *(what for what in saved if what not in now)]
+    return [f"{what} {files[what]}" if what in files else what for what in names if saved.get(what) != now.get(what)]
 
 
 def _record_brief(record: Record) -> dict[str, Any]:

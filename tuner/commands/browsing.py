@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from tuner.commands.common import runs_folder
 from tuner.errors import ConfigError
+from tuner.names import is_name
 from tuner.run_folder import RunFolder, is_run, list_runs, read_run
 
 
@@ -25,7 +25,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def open_run(args: argparse.Namespace, name: str) -> RunFolder:
     """The run ``name`` under the runs folder; a one-line error when there is none."""
     folder = runs_folder(args) / name
-    if not name or Path(name).name != name or not is_run(folder):
+    if not is_name(name) or not is_run(folder):  # a name, never a path out of the runs folder
         raise ConfigError(f"no run of that name under {runs_folder(args)} (infertune runs lists them)", field="RUN",
                           value=name)
     return read_run(folder)

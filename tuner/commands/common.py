@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError, UserError
+from tuner.names import checked_run_name
 
 if TYPE_CHECKING:
     from tuner.task import TaskSpec
@@ -22,8 +23,11 @@ def runs_folder(args: argparse.Namespace) -> Path:
 
 
 def run_name(args: argparse.Namespace, kind: str, task_id: str) -> str:
-    """--run, else ``<kind>-<task>-<time>``."""
-    return args.run or f"{kind}-{task_id}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    """--run (a one-line error unless a safe name), else ``<kind>-<task>-<time>`` (the task id cut to 64 characters,
+    so that the name, a worker's ``-<pid>`` included, stays a safe name)."""
+    if args.run is not None:
+        return checked_run_name(args.run, "--run")
+    return f"{kind}-{task_id[:64]}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
 def mlflow_mirror(args: argparse.Namespace, task: TaskSpec, name: str, params: dict[str, Any]) -> MlflowSink | None:

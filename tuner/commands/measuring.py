@@ -11,6 +11,7 @@ from typing import Any
 
 from tuner.commands.common import mlflow_mirror, run_name, runs_folder
 from tuner.errors import ConfigError
+from tuner.run_lock import hold_run
 from tuner.space import SearchSpace
 
 
@@ -69,6 +70,7 @@ def cmd_measure(args: argparse.Namespace) -> int:
     partials = _sweep(task.space, args.set, args.grid, base)
     configs = [task.space.complete({**base, **partial}, source="--set") for partial in partials]
     run_dir = runs_folder(args) / run_name(args, "measure", task.id)
+    hold_run(run_dir, "--run")  # one process per run: records.jsonl gets no interleaved writers
     records = []
     tracker = mlflow_mirror(args, task, run_dir.name, {"agent": "measure", "configs": len(configs)})
     with Evaluator(task, run_dir, use_cache=not args.no_cache, echo_worker=args.verbose) as evaluator:

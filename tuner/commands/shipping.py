@@ -61,11 +61,12 @@ def _best_record(folder: Path, task_id: str | None):
 
 def _record_for_run(args: argparse.Namespace, runs: Path, run_id: str):
     """(record, task, MLflow run id) for an infertune run name (its best) or an MLflow run id."""
+    from tuner.names import is_name
     from tuner.records import read_records
     from tuner.task import load_task
 
     run_dir = runs / run_id
-    if (run_dir / "records.jsonl").is_file():
+    if is_name(run_id) and (run_dir / "records.jsonl").is_file():  # else an MLflow run id, never a path
         best = _best_record(run_dir, None)
         return best, load_task(task_file_of(args, run_dir, best.task)), None
     from tuner.tracking import resolve_tracking_uri
@@ -85,11 +86,12 @@ def _record_for_run(args: argparse.Namespace, runs: Path, run_id: str):
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Upload a run's records to MLflow; what is there already is skipped, so it never duplicates."""
+    from tuner.names import checked_name
     from tuner.records import read_records
     from tuner.task import load_task
     from tuner.tuning import deployable_artifacts
 
-    run_dir = runs_folder(args) / args.run
+    run_dir = runs_folder(args) / checked_name(args.run, "RUN")
     files = [run_dir / "records.jsonl", *sorted(run_dir.glob("*/records.jsonl"))]
     records = [record for path in files for record in read_records(path)]
     if not records:

@@ -10,8 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.commands.common import mlflow_mirror, run_name, runs_folder
 from tuner.errors import ConfigError
+from tuner.journal import Journal, spent_budget
+from tuner.names import checked_name
 from tuner.redact import MASK, redact_url, same_url
-from tuner.tuning import RUN_SETTINGS
+from tuner.run_lock import hold_run
+from tuner.tuning import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
 
 if TYPE_CHECKING:
     from tuner.task import TaskSpec
@@ -28,17 +31,31 @@ def _budget(args: argparse.Namespace, task: TaskSpec) -> int:
 RESUMED_SETTINGS = ("agent", "seed", "sampler", "pareto", "storage", "study", "policy", "envs", "warm_start")
 
 
-def _resumed(args: argparse.Namespace, task: TaskSpec) -> dict[str, Any]:
-    """The interrupted run's settings (run.json); a flag that contradicts one is a one-line error."""
-    run_dir = runs_folder(args) / args.resume
-    saved_path = run_dir / RUN_SETTINGS
-    if not saved_path.is_file():
+def _resume_folder(args: argparse.Namespace) -> Path:
+    """The folder of the run --resume names; a one-line error unless it is a safe name of a run tune started."""
+    name = checked_name(args.resume, "--resume")
+    run_dir = runs_folder(args) / name
+    if not (run_dir / RUN_SETTINGS).is_file():
         raise ConfigError(f"no {RUN_SETTINGS} in {run_dir}: not a run started by infertune tune", field="--resume",
-                          value=args.resume)
-    saved = json.loads(saved_path.read_text())
+                          value=name)
+    return run_dir
+
+
+def _resumed(args: argparse.Namespace, task: TaskSpec, run_dir: Path) -> dict[str, Any]:
+    """The interrupted run's settings (run.json); a contradicting flag or a changed task is a one-line error."""
+    try:
+        saved = json.loads((run_dir / RUN_SETTINGS).read_text())
+    except ValueError:
+        saved = None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{run_dir / RUN_SETTINGS} is not a JSON object", field="--resume", value=args.resume)
     if saved.get("task") != task.id:
         raise ConfigError(f"the run tuned task {saved.get('task')!r}, not this one", field="--resume",
                           value=args.resume)
+    changed = changed_inputs(saved[INPUTS], task) if isinstance(saved.get(INPUTS), dict) else []
+    if changed:  # the same id over another space or recording would mix two tasks' records in one run
+        raise ConfigError(f"the task's files changed since the run started ({'; '.join(changed)}); its records "
+                          "belong to the old task: start a new run", field="--resume", value=args.resume)
     for name in RESUMED_SETTINGS:
         given = getattr(args, name, None)
         if given not in (None, False) and not same_url(given, saved.get(name)):
@@ -52,6 +69,20 @@ def _resumed(args: argparse.Namespace, task: TaskSpec) -> dict[str, Any]:
     return saved
 
 
+def _nothing_left(run_dir: Path, journal: Journal, budget: int) -> str | None:
+    """Why a resumed run has nothing to measure (its records spent ``budget``, the run's total), or None.
+
+    A run whose records spent exactly its budget but that has no summary.json yet (killed after its last
+    measurement) is not done: resuming it writes its summary and measures nothing.
+    """
+    spent = sum(spent_budget(record) for record in journal.pending)
+    if spent > budget or (spent == budget and (run_dir / "summary.json").is_file()):
+        return (f"{run_dir.name}: already spent {spent} measurements of a total budget of {budget} (on --resume, "
+                "--budget is the run's total, earlier measurements included): nothing to measure; a larger --budget "
+                "goes on")
+    return None
+
+
 def _warm_start_library(task_id: str) -> list:
     """The shipped landscape library, without a landscape recorded for this very task (that would be the answer)."""
     from tuner.library.catalog import load_library
@@ -62,7 +93,6 @@ def _warm_start_library(task_id: str) -> list:
 def cmd_tune(args: argparse.Namespace) -> int:
     """Tune a task with one agent and print the trials, the best config and the Pareto front."""
     from tuner.agents import make_agent
-    from tuner.journal import Journal
     from tuner.records import read_records
     from tuner.task import load_task
     from tuner.tuning import final_report, run_tune
@@ -71,13 +101,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
     settings = {name: getattr(args, name, None) for name in RESUMED_SETTINGS}
     settings["agent"] = settings["agent"] or "optuna"
     journal = None
-    if args.resume:
-        saved = _resumed(args, task)
+    if args.resume is not None:
+        run_dir = _resume_folder(args)
+        hold_run(run_dir, "--resume")  # before reading: no other process may write this run while this one runs
+        saved = _resumed(args, task, run_dir)
         settings = {name: saved.get(name) for name in RESUMED_SETTINGS}
         args.budget = args.budget if args.budget is not None else saved.get("budget")
         args.no_cache = args.no_cache or saved.get("no_cache", False)
         args.cache_dir = args.cache_dir or saved.get("cache_dir")
-        run_dir = runs_folder(args) / args.resume
         journal = Journal(read_records(run_dir / "records.jsonl"))
     else:
         run_dir = runs_folder(args) / run_name(args, f"tune-{settings['agent']}", task.id)
@@ -89,11 +120,16 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError("a warm start is for --agent optuna (ppo starts from its pretrained policy)",
                           field="--warm-start", value=settings["agent"])
     budget = _budget(args, task)
+    done = _nothing_left(run_dir, journal, budget) if journal is not None else None
+    if done is not None:
+        print(done)
+        return 0
     seed = task.seed if settings["seed"] is None else settings["seed"]
     agent = make_agent(settings["agent"], sampler=settings["sampler"], pareto=settings["pareto"],
                        storage=settings["storage"], study_name=settings["study"], policy=settings["policy"],
                        heartbeat_s=args.heartbeat, n_envs=settings["envs"],
                        warm_start=_warm_start_library(task.id) if settings["warm_start"] else None)
+    hold_run(run_dir, "--run")  # a new run: locked once every flag is checked, before its folder is written
     args.active_run, args.env = run_dir.name, str(args.env)
     verb = f"resuming {run_dir.name} ({len(journal)} records taken)" if journal else f"run {run_dir.name}"
     print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements, seed {seed}, {verb}", flush=True)
@@ -101,7 +137,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if cache_dir is None and (args.no_cache or task.backend == "replay"):
         cache_dir = run_dir / "cache"
     run_settings = {**settings, "storage": redact_url(settings["storage"]), "seed": seed, "task": task.id,
-                    "task_file": str(task.source.resolve()),
+                    "task_file": str(task.source.resolve()), INPUTS: input_hashes(task),
                     "budget": budget, "no_cache": bool(args.no_cache),
                     "cache_dir": str(cache_dir.resolve()) if cache_dir else None}
     tracker = mlflow_mirror(args, task, run_dir.name, {**agent.describe(), "budget": budget, "seed": seed})
@@ -127,6 +163,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.seeds <= 0:
         raise ConfigError("must be a positive number of seeds", field="--seeds", value=args.seeds)
     out_dir = runs_folder(args) / run_name(args, "compare", task.id)
+    hold_run(out_dir, "--run")
     factories = [lambda name=name: make_agent(name, sampler=args.sampler) for name in names]
     settings = {"agents": ",".join(names), "budget": budget, "seeds": args.seeds}
     tracker = mlflow_mirror(args, task, out_dir.name, settings)
