@@ -63,7 +63,9 @@ def test_optuna_reports_failures_as_constraint_violations(tmp_path, replay_task)
     evaluator.close()
     study = optuna.load_study(study_name="joint", storage=f"sqlite:///{tmp_path / 'study.db'}")
     by_trial = {record.trial: record for record in session.records}
-    assert len(study.trials) == len(session.records)
+    # a repeated proposal is a study trial (marked repeat) but no new record: it answers from the earlier one
+    assert len(study.trials) == len(session.records) + session.repeats
+    assert {trial.user_attrs["record_trial"] for trial in study.trials} == set(by_trial)
     assert all(trial.state == optuna.trial.TrialState.COMPLETE for trial in study.trials)
     for trial in study.trials:
         record = by_trial[trial.user_attrs["record_trial"]]
@@ -80,7 +82,7 @@ def test_optuna_joins_an_existing_study_whose_budget_is_shared(tmp_path, replay_
                                       cache_dir=tmp_path / f"c{worker}")
         make_agent("optuna", storage=storage, study_name="team").search(session, seed=worker)
         evaluator.close()
-        measured.append(len(session.records))
+        measured.append(session.proposals)
     study = optuna.load_study(study_name="team", storage=storage)
     assert measured == [4, 4, 0] and len(study.trials) == 8
     assert {trial.user_attrs["run"] for trial in study.trials} == {"w0", "w1"}

@@ -20,7 +20,7 @@ from tuner.curves import has_value, none_value, seed_band
 from tuner.measure.backends.replay import read_recording
 from tuner.objective import score
 from tuner.plots import best_so_far_plot
-from tuner.records import Record
+from tuner.records import Record, finite_or_null
 from tuner.report import known, shown, table
 from tuner.run_folder import read_run
 from tuner.run_report import write_report
@@ -105,17 +105,6 @@ def summarize(task: TaskSpec, seed_runs: Sequence[SeedRun], reference: float) ->
     return rows
 
 
-def finite_or_null(value: Any) -> Any:
-    """``value`` with every NaN or infinity replaced by None, so JSON files stay valid JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: finite_or_null(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [finite_or_null(item) for item in value]
-    return value
-
-
 class _TrialsOnly:
     """Forwards every seed run's trials to the compare invocation's parent run; that run ends once, at the end."""
 
@@ -177,7 +166,7 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
     report = {"task": task.id, "budget": budget, "seeds": list(seeds), "metric": metric, "best_known": reference,
               "none_counts_as": none_value([run.curve for run in seed_runs], task.objective.direction == "maximize"),
               "task_file": str(task.source.resolve()), "duration_s": time.time() - started, "agents": rows}
-    (out_dir / "compare.json").write_text(json.dumps(finite_or_null(report), indent=2))
+    (out_dir / "compare.json").write_text(json.dumps(finite_or_null(report), indent=2, allow_nan=False))
     reports = write_report(read_run(out_dir))
     if tracker is not None:
         tracker.attach(reports)

@@ -1,10 +1,11 @@
-"""Pareto fronts over measured records (pure Python); a metric missing (null) somewhere is left out."""
+"""Pareto fronts over measured records (pure Python); a metric missing (null) somewhere is left out, a record
+holding a NaN or an infinity is never on a front."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from tuner.records import Record
+from tuner.records import Record, non_finite
 from tuner.report import known
 
 # (metric, +1 to maximize / -1 to minimize): the trade-offs a deployer weighs
@@ -23,10 +24,14 @@ def _dominates(a: Record, b: Record, metrics: Sequence[tuple[str, int]]) -> bool
 
 
 def _measured(records: Sequence[Record], first: str) -> list[Record]:
-    """Measured records with the leading metric known, one per config (the first measurement of it)."""
+    """Measured records with the leading metric known, one per config (the first measurement of it).
+
+    A record holding a NaN or an infinity is no measurement: it is left out (a null only leaves its metric out).
+    """
     unique: dict[str, Record] = {}
     for record in records:
-        if record.status in ("ok", "unstable") and known(record.metrics.get(first)):
+        if (record.status in ("ok", "unstable") and known(record.metrics.get(first))
+                and non_finite(record.metrics) is None):
             unique.setdefault(repr(sorted(record.config.items())), record)
     return list(unique.values())
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 SCHEMA = 1
+_WARNED: set[tuple[str, int]] = set()  # (file, line) already reported in this process: each bad line warns once
 
 
 @dataclass
@@ -52,7 +55,7 @@ def append_record(path: Path, record: Record) -> None:
     A torn last line (a kill or a full disk mid-write) is closed first, so it cannot swallow this record.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    line = json.dumps(record.to_dict(), separators=(",", ":")) + "\n"
+    line = strict_json(record.to_dict(), separators=(",", ":")) + "\n"
     descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         if os.fstat(descriptor).st_size > 0 and not _ends_with_newline(path):
@@ -75,13 +78,63 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def read_records(path: Path) -> list[Record]:
-    """Every complete record in a file; a torn last line (a kill mid-write) is skipped."""
+    """Every complete record in a file; a torn last line (a kill mid-write) is skipped, and so is a record holding
+    a NaN or an infinity (with a one-line warning naming the file and line)."""
     if not path.is_file():
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
-            records.append(Record.from_dict(json.loads(line)))
+            data = json.loads(line)
+            if not rejected_non_finite(data, path, number):
+                records.append(Record.from_dict(data))
         except (json.JSONDecodeError, TypeError):
             continue
     return records
+
+
+def non_finite(value: Any) -> str | None:
+    """Where the first NaN or infinity in ``value`` is (``metrics.tokens_per_s``), or None when there is none."""
+    found = _first_non_finite(value, "")
+    return found[0] if found else None
+
+
+def _first_non_finite(value: Any, where: str) -> tuple[str, float] | None:
+    """(dotted path, value) of the first NaN or infinity in ``value``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value", value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list | tuple) else ()
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (null: not measured), so JSON files stay valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
+def strict_json(data: Any, **options: Any) -> str:
+    """JSON text any strict parser reads: NaN and infinities are written as null."""
+    return json.dumps(finite_or_null(data), allow_nan=False, **options)
+
+
+def rejected_non_finite(data: Any, source: Path | str, line: int) -> bool:
+    """True when ``data`` (one record read from ``source`` at ``line``) holds a NaN or an infinity; warns once."""
+    found = _first_non_finite(data, "")
+    if found is None:
+        return False
+    if (str(source), line) not in _WARNED:
+        _WARNED.add((str(source), line))
+        where, value = found
+        print(f"infertune: warning: {source}:{line}: {where} is {json.dumps(value)} (not a finite number); "
+              "record skipped", file=sys.stderr, flush=True)
+    return True

@@ -1,21 +1,36 @@
 """TuningSession: one evaluator and one budget, shared by every agent, with best-so-far bookkeeping.
 
 The budget counts backend measurements: a cached result or a config rejected by the space's constraints
-costs nothing. ``max_proposals`` bounds the loop when an agent keeps proposing configs it already has.
+costs nothing. A config proposed again in the same run is a *repeat*: it is answered from its earlier record
+(the agent learns the same result), costs nothing, gets no trial number and writes no line, so records.jsonl
+holds each config once. The session stops early, saying why in one line, when every runnable config of the
+space has a record, after ``STALE_PROPOSALS`` repeats in a row, or after ``max_proposals`` proposals.
 """
 
 from __future__ import annotations
 
+import itertools
+import json
+import math
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from tuner.errors import EveryConfigFails, UserError
 from tuner.evaluator import Evaluator
 from tuner.journal import Journal, spent_budget
-from tuner.records import Record
+from tuner.records import Record, finite_or_null
+from tuner.space import SearchSpace
 
 FAILURES = ("error", "crash", "oom", "timeout")
 FAILING_FROM_THE_START = 3  # this many failures before any success: something is broken, not the configs
+STALE_PROPOSALS = 20  # repeats in a row after which an agent has nothing new to try (stopped, with a line)
+GRID_LIMIT = 50_000  # combinations beyond which the session does not enumerate the space (~1 s) to know it is covered
+
+
+def announce(line: str) -> None:
+    """Print why a session stopped early (stderr, beside the CLI's other notices)."""
+    print(f"infertune: {line}", file=sys.stderr, flush=True)
 
 
 class BudgetExhausted(Exception):
@@ -28,7 +43,7 @@ class TuningSession:
     def __init__(self, evaluator: Evaluator, budget: int, *, max_proposals: int | None = None,
                  on_record: Callable[[TuningSession, Record], None] | None = None,
                  on_training: Callable[[dict[str, float], int], None] | None = None,
-                 journal: Journal | None = None):
+                 journal: Journal | None = None, on_stop: Callable[[str], None] | None = announce):
         if budget <= 0:
             raise UserError("must be a positive number of measurements", field="--budget", value=budget)
         self.evaluator = evaluator
@@ -36,6 +51,7 @@ class TuningSession:
         self.max_proposals = max_proposals or 10 * budget + 20
         self.on_record = on_record
         self.on_training = on_training
+        self.on_stop = on_stop  # told the one line saying why the session stopped before its budget was spent
         self.records: list[Record] = []
         self.spent_after: list[int] = []  # budget spent once each record was in (cached ones spend nothing)
         self.best: Record | None = None
@@ -44,6 +60,14 @@ class TuningSession:
         self._start = evaluator.measurements
         self._spent_elsewhere = 0  # budget spent outside this evaluator: resumed records, parallel envs
         self.last_resumed = False  # the latest record came from the interrupted attempt
+        self.last_repeated = False  # the latest proposal named a config this run already holds a record of
+        self.repeats = 0  # proposals answered from an earlier record of this run (no record, no budget)
+        self.stale = 0  # repeats in a row since the last new config
+        self.stop_reason: str | None = None  # why the session stopped before its budget was spent
+        self._by_config: dict[str, Record] = {}  # this run's record of each config, by config_key
+        self._adopted: set[tuple[str, int]] = set()  # (run, trial) of every record adopted, repeats included
+        self._unmeasured = runnable_configs(evaluator.task.space, self.allowed)  # None: too many to enumerate
+        self._runnable = len(self._unmeasured or ())
 
     @property
     def spent(self) -> int:
@@ -51,19 +75,30 @@ class TuningSession:
         return self.evaluator.measurements - self._start + self._spent_elsewhere
 
     @property
+    def proposals(self) -> int:
+        """Configs proposed so far: one per record, plus every repeat."""
+        return len(self.records) + self.repeats
+
+    @property
     def exhausted(self) -> bool:
-        """No measurement may start any more."""
-        return self.spent >= self.budget or len(self.records) >= self.max_proposals
+        """No measurement may start any more: the budget is spent, or the session stopped early (``stop_reason``)."""
+        return self.spent >= self.budget or self.stop_reason is not None
 
     def evaluate(self, config: Mapping[str, Any], tags: dict[str, Any] | None = None) -> Record:
-        """Measure one config through the shared evaluator; BudgetExhausted once the budget is spent.
+        """Measure one config through the shared evaluator; BudgetExhausted once the session is exhausted.
 
-        In a resumed run, a config the interrupted attempt already measured comes back from its record.
+        A config this run already holds a record of comes back as that record (a repeat: nothing is written or
+        spent); in a resumed run, a config the interrupted attempt already measured comes back from its record.
         """
         if self.exhausted:
-            raise BudgetExhausted(f"budget of {self.budget} measurements spent")
+            raise BudgetExhausted(self.stop_reason or f"budget of {self.budget} measurements spent")
+        full = self.evaluator.task.space.complete(config)
+        earlier = self._by_config.get(config_key(full))
+        if earlier is not None:
+            self.count_repeat()
+            return earlier
         resumed_before = self.journal.resumed
-        record = self.journal.take(self.evaluator.task.space.complete(config))
+        record = self.journal.take(full)
         if record is None:
             record = self.evaluator.evaluate(config, tags=tags)
         else:
@@ -72,19 +107,59 @@ class TuningSession:
         return record
 
     def adopt(self, record: Record, resumed: bool = True) -> None:
-        """Count a record measured elsewhere: an interrupted attempt's (resume) or a parallel env's (PPO)."""
-        self._spent_elsewhere += spent_budget(record)
+        """Count a record measured elsewhere: an interrupted attempt's (resume) or a parallel env's (PPO).
+
+        A config this session already holds (another env measured it too) counts as a repeat, not a record.
+        """
+        if (record.run, record.trial) not in self._adopted:  # an env's repeat hands back a record already counted
+            self._adopted.add((record.run, record.trial))
+            self._spent_elsewhere += spent_budget(record)
+        if config_key(record.config) in self._by_config:
+            self.count_repeat()
+            return
         self._admit(record, resumed=resumed)
 
+    def count_repeat(self) -> None:
+        """Count a proposal of a config this run already holds a record of; stop after too many in a row."""
+        self.repeats += 1
+        self.stale += 1
+        self.last_repeated = True
+        if self.stale >= STALE_PROPOSALS:
+            self.stop(f"{self.stale} proposals in a row named configs this run already has")
+        elif self.proposals >= self.max_proposals:
+            self.stop(f"{self.proposals} proposals, the most this session allows")
+
+    def stop(self, reason: str) -> None:
+        """End the session before its budget is spent, and say why in one line (once)."""
+        if self.stop_reason is not None or self.spent >= self.budget:
+            return
+        self.stop_reason = reason
+        if self.on_stop is not None:
+            self.on_stop(f"stopped: {reason}; {self.spent} of {self.budget} measurements spent, "
+                         f"{len(self.records)} configs recorded, {self.repeats} repeats not recorded again")
+
     def _admit(self, record: Record, resumed: bool) -> None:
-        self.last_resumed = resumed
+        self.last_resumed, self.last_repeated, self.stale = resumed, False, 0
+        record.metrics = finite_or_null(record.metrics)  # a NaN or an infinity is no figure: null, as written
+        record.info = finite_or_null(record.info)
         self.records.append(record)
+        self._by_config[config_key(record.config)] = record
         self._check_failing(record)
         self.spent_after.append(self.spent)
         if rankable(record) and (self.best is None or record.objective > self.best.objective):
             self.best = record
         if self.on_record is not None:
             self.on_record(self, record)
+        self._check_covered(record)
+
+    def _check_covered(self, record: Record) -> None:
+        """Stop once every runnable config has a record (or the proposal cap is reached)."""
+        if self._unmeasured is not None:
+            self._unmeasured.discard(config_key(record.config))
+            if not self._unmeasured:
+                self.stop(f"every one of the {self._runnable} runnable configs is measured")
+        if self.proposals >= self.max_proposals:
+            self.stop(f"{self.proposals} proposals, the most this session allows")
 
     def _check_failing(self, record: Record) -> None:
         measured = [item for item in self.records if item.status != "infeasible"]
@@ -102,8 +177,26 @@ class TuningSession:
 
 
 def rankable(record: Record) -> bool:
-    """Eligible to be called best: measured with stable timing and meeting every objective constraint."""
-    return record.status == "ok" and record.feasible
+    """Eligible to be called best: measured with stable timing, meeting every objective constraint, finite score."""
+    objective = record.objective
+    return (record.status == "ok" and record.feasible and isinstance(objective, int | float)
+            and math.isfinite(objective))
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """Canonical text of a complete config: one key per config, whatever the order of its knobs."""
+    return json.dumps(dict(config), sort_keys=True)
+
+
+def runnable_configs(space: SearchSpace, allowed: Mapping[str, list[Any]]) -> set[str] | None:
+    """Keys of every config the space's constraints allow with values this machine runs; None when there are none
+    or more than GRID_LIMIT combinations to look at."""
+    values = [[value for value in space.knob(name).choices if value in allowed.get(name, [value])]
+              for name in space.names]
+    if math.prod(len(choices) for choices in values) > GRID_LIMIT:
+        return None
+    configs = (dict(zip(space.names, combination, strict=True)) for combination in itertools.product(*values))
+    return {config_key(config) for config in configs if not space.violations(config)} or None
 
 
 def best_record(records: list[Record]) -> Record | None:

@@ -13,7 +13,9 @@ class Agent(abc.ABC):
     """A search strategy. It never measures anything itself: every config goes through ``session.evaluate``.
 
     Contract: ``search`` returns when ``session.exhausted`` is true (or when it has nothing left to
-    propose); it must not catch ``BudgetExhausted`` to keep going.
+    propose); it must not catch ``BudgetExhausted`` to keep going. The session is exhausted when the budget is
+    spent and also, with a line saying why, when every runnable config has a record or the agent keeps
+    proposing configs the run already has (``STALE_PROPOSALS`` in a row): a huge budget still ends.
     """
 
     name: str = "agent"

@@ -145,6 +145,7 @@ class OptunaAgent(Agent):
         self._rdb: optuna.storages.RDBStorage | None = None  # the database itself (the study wraps it in a cache)
         self._encoding: SpaceEncoding | None = None
         self._objective: ObjectiveSpec | None = None
+        self._session: TuningSession | None = None
         if sampler not in SAMPLERS:
             raise UserError(f"unknown sampler; known: {', '.join(SAMPLERS)}", field="--sampler", value=sampler)
 
@@ -189,6 +190,8 @@ class OptunaAgent(Agent):
                 record = session.journal.take_trial(trial.user_attrs["record_trial"])
                 if record is not None:
                     session.adopt(record)
+                elif trial.user_attrs.get("repeat"):  # answered from an earlier record: counted, not recorded
+                    session.count_repeat()
             elif trial.state == TrialState.RUNNING:
                 fail_and_retry(study, trial)  # this run's process is gone: nobody else will finish it
 
@@ -204,9 +207,13 @@ class OptunaAgent(Agent):
         return None
 
     def search(self, session: TuningSession, seed: int) -> None:
-        """Ask a config, measure it, tell the score (or the metrics in Pareto mode) and its feasibility."""
+        """Ask a config, measure it, tell the score (or the metrics in Pareto mode) and its feasibility.
+
+        A config this run already measured is told its earlier result (the session's repeat: no record, no
+        budget); the session ends the search when the space is covered or proposals stop naming new configs.
+        """
         encoding = self._encoding = SpaceEncoding(session.evaluator.task.space, session.allowed)
-        self._objective = session.evaluator.task.objective
+        self._objective, self._session = session.evaluator.task.objective, session
         distributions = encoding.distributions()
         study = self.study(session, seed)
         self._resume(study, session)
@@ -286,8 +293,10 @@ class OptunaAgent(Agent):
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, record: Record) -> None:
         trial.set_constraint("feasible", violation(record, self._objective))
-        for key, value in (("status", record.status), ("cached", record.cached), ("record_trial", record.trial),
-                           ("run", record.run)):
+        told = [("status", record.status), ("cached", record.cached), ("record_trial", record.trial)]
+        if self._session.last_repeated:  # the session answered from an earlier record of this run: resume counts it
+            told.append(("repeat", True))
+        for key, value in told:  # "run" was set when the trial was claimed
             trial.set_user_attr(key, value)
         if self.pareto:
             values = [_figure(record.metrics.get(metric), failed) if record.status in ("ok", "unstable") else failed

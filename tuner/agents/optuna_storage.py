@@ -24,6 +24,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from tuner.redact import userinfo_url
+
 HEARTBEAT_INTERVAL_S = 5
 GRACE_HEARTBEATS = 4  # a trial is stale after four missed heartbeats: a busy database is not a dead worker
 GRACE_PERIOD_S = GRACE_HEARTBEATS * HEARTBEAT_INTERVAL_S
@@ -35,7 +37,7 @@ def heartbeat_storage(url: str, heartbeat_interval_s: int = HEARTBEAT_INTERVAL_S
     """An RDB storage (SQLite or PostgreSQL URL) with heartbeats and one retry of a stale trial."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return RDBStorage(url, heartbeat_interval=heartbeat_interval_s, grace_period=grace_period_s,
+        return RDBStorage(userinfo_url(url), heartbeat_interval=heartbeat_interval_s, grace_period=grace_period_s,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
                           engine_kwargs={"pool_pre_ping": True})
 
@@ -149,7 +151,8 @@ def schema_lock(url: str) -> Iterator[None]:
     exactly once, and the workers after the first find the schema in place. The lock lives in the database
     itself (PostgreSQL advisory lock) or beside it (SQLite lock file), so it holds across machines.
     """
-    engine = create_engine(url, poolclass=NullPool)  # a connection of its own, closed when the lock is released
+    # a connection of its own, closed when the lock is released
+    engine = create_engine(userinfo_url(url), poolclass=NullPool)
     try:
         with database_lock(engine, SCHEMA_LOCK_NAME):
             yield

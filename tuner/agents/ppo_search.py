@@ -56,9 +56,11 @@ class ParallelBudget(BaseCallback):
         self._share()
 
     def _on_step(self) -> bool:
-        for info in self.locals["infos"]:
-            if "record" in info:
-                self.session.adopt(Record.from_dict(info["record"]), resumed=info["resumed"])
+        infos = [info for info in self.locals["infos"] if "record" in info]
+        for info in infos:
+            self.session.adopt(Record.from_dict(info["record"]), resumed=info["resumed"])
+        if not infos:  # the envs allowed to measure all stopped on their own (each covered its space, or repeats)
+            self.session.stop("no environment has a new config left to measure")
         if self.session.exhausted:
             return False
         self._share()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from tuner.measure.backends.replay import PREFERENCE, read_recording
 from tuner.measure.feasibility import knob_defaults
 from tuner.measure.status import Status
 from tuner.objective import ObjectiveSpec, objective_from_dict, score
+from tuner.records import strict_json
 from tuner.space.loader import read_yaml
 
 KNOBS = ("batch_size", "dtype", "quantization", "attn_implementation", "cache_implementation", "compile",
@@ -101,8 +101,9 @@ def landscape_from_records(name: str, rows: list[dict[str, Any]], objective: Obj
         reference = (row.get("info") or {}).get("reference_metrics")
         value, feasible = score(objective, row["status"], row.get("metrics"), reference)
         metric = (row.get("metrics") or {}).get(objective.metric)
-        outcomes[key] = Outcome(value, row["status"] == "ok" and feasible,
-                                metric if isinstance(metric, int | float) else None, row["status"] != "infeasible")
+        finite = isinstance(metric, int | float) and not isinstance(metric, bool) and math.isfinite(metric)
+        outcomes[key] = Outcome(value, row["status"] == "ok" and feasible and math.isfinite(value),
+                                metric if finite else None, row["status"] != "infeasible")
     features = next((row["features"] for row in rows if row.get("features")), None)
     return Landscape(name, objective, outcomes, features, source)
 
@@ -124,5 +125,5 @@ def load_landscape(task_file: Path) -> Landscape:
 
 
 def save_landscape_records(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write records as a recording (one JSON object a line)."""
-    path.write_text("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+    """Write records as a recording (one strict JSON object a line: NaN and infinities as null)."""
+    path.write_text("".join(strict_json(row, separators=(",", ":")) + "\n" for row in rows))

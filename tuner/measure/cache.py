@@ -2,7 +2,8 @@
 
 The key (built by the Evaluator) hashes everything that can change a number: task, model identity and seed,
 workload, accuracy spec, config, the hardware/software fingerprint and the measurement version. Only ``ok``
-and ``infeasible`` results are stored (see ``Status.cacheable``).
+and ``infeasible`` results are stored (see ``Status.cacheable``). Entries are strict JSON: a NaN or an infinity
+is stored as null, and an entry holding one (written by an older version) is a miss, with a warning.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from tuner.records import finite_or_null, rejected_non_finite
 
 # Bumped when infertune's own measuring code changes what a recorded figure means, so older results miss.
 # 2: every config starts from a fresh compile state (before, compiled configs reused earlier configs' graphs).
@@ -33,17 +36,18 @@ class MeasurementCache:
         self.folder = Path(folder)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored record for ``key``, or None."""
+        """The stored record for ``key``, or None (also for one holding a NaN or an infinity: never served)."""
         path = self.folder / f"{key}.json"
         try:
-            return json.loads(path.read_text())
+            stored = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
+        return None if rejected_non_finite(stored, path, 1) else stored
 
     def put(self, key: str, record: Mapping[str, Any]) -> None:
         """Store a record under ``key`` (write to a temporary file, then rename)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         with os.fdopen(handle, "w") as out:
-            json.dump(record, out)
+            json.dump(finite_or_null(record), out, allow_nan=False)
         os.replace(temporary, self.folder / f"{key}.json")

@@ -15,20 +15,23 @@ from tuner.errors import ConfigError
 from tuner.measure.faults import replay_delay
 from tuner.measure.protocol import error_payload
 from tuner.measure.status import Status
+from tuner.records import rejected_non_finite
 from tuner.space import SearchSpace
 
 PREFERENCE = {Status.OK: 0, Status.UNSTABLE: 1, Status.INFEASIBLE: 2}  # the best-measured copy of a config wins
 
 
 def read_recording(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file as dicts (DESIGN §6); torn or foreign lines are skipped."""
+    """The records of a JSONL file as dicts (DESIGN §6); torn or foreign lines are skipped, and so is a record
+    holding a NaN or an infinity (a one-line warning names the file and line): never scored, never replayed."""
     rows = []
-    for line in path.read_text().splitlines():
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if isinstance(row, dict) and isinstance(row.get("config"), dict) and row.get("status") in set(Status):
+        if (isinstance(row, dict) and isinstance(row.get("config"), dict) and row.get("status") in set(Status)
+                and not rejected_non_finite(row, path, number)):
             rows.append(row)
     return rows
 
