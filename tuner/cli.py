@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import signal
 import sys
+import threading
+from types import FrameType
 from typing import NoReturn
 
 from tuner.commands.browsing import cmd_report, cmd_runs, cmd_show
@@ -14,7 +17,8 @@ from tuner.commands.measuring import cmd_measure
 from tuner.commands.shipping import cmd_export, cmd_sync, cmd_ui
 from tuner.commands.tuning import cmd_compare, cmd_tune
 from tuner.errors import EveryConfigFails, UserError
-from tuner.redact import redact_text
+from tuner.measure.launcher import kill_every_worker
+from tuner.redact import install_redaction, redact_text
 
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit
 
@@ -147,8 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
+    """SIGINT or SIGTERM: kill the measuring workers at once, then unwind as Ctrl-C does."""
+    kill_every_worker()
+    raise KeyboardInterrupt
+
+
+def _handle_interrupts() -> None:
+    """SIGTERM (a scheduler, ``kill``, ``timeout``) ends a run as Ctrl-C does; both kill the worker at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (main() called in-process by a thread)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored by who started us (a script's & job): stays so
+            signal.signal(signum, _interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a subcommand; user errors print one line and exit 2."""
+    install_redaction()  # first: whatever is printed from here on, by us or by a library, is redacted
+    _handle_interrupts()
     args = build_parser().parse_args(argv)
     if args.command == "export" and bool(args.run_id) == bool(args.best):
         print("infertune export: error: give a RUN_ID or --best ENV (one of them)", file=sys.stderr)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,13 @@ from tuner.measure.status import Status
 from tuner.space import SearchSpace
 
 LOG_LINES = 40
+_LIVE_WORKERS: weakref.WeakSet[WorkerClient] = weakref.WeakSet()  # every client that started a worker
+
+
+def kill_every_worker() -> None:
+    """SIGKILL every live worker's process group now, without waiting (safe in a SIGINT/SIGTERM handler)."""
+    for client in list(_LIVE_WORKERS):
+        client.kill_group()
 
 
 class WorkerClient:
@@ -76,6 +84,7 @@ class WorkerClient:
             start_new_session=True, env=env,
         )
         os.close(write_fd)
+        _LIVE_WORKERS.add(self)
         self._reply_fd, self._buffer = read_fd, b""
         self.starts += 1
         threading.Thread(target=self._drain, args=(self.process.stdout,), daemon=True).start()
@@ -139,6 +148,12 @@ class WorkerClient:
         if reply.get("restart"):
             self.kill()
         return reply
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker's process group, nothing else: ``kill`` or ``close`` reaps it later."""
+        if self.pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     def kill(self) -> None:
         """Kill the worker's whole process group and reap it."""

@@ -1,30 +1,29 @@
 """MlflowSink: one parent run per invocation, one nested run per trial; every upload guarded.
 
-MLflow is a mirror of records.jsonl: an upload that fails prints one warning and the run goes on. HTTP
-retries and timeouts are lowered so an unreachable server costs seconds, not minutes; ``infertune sync``
-uploads what is missing later, without duplicates (trials are keyed by the ``infertune.trial`` tag).
+MLflow is a mirror of records.jsonl: an upload that fails prints one warning (redacted) and the run goes on.
+HTTP retries and timeouts are lowered (``tuner.tracking.uri``) so an unreachable server costs seconds, not
+minutes; ``infertune sync`` uploads what is missing later, without duplicates (trials are keyed by the
+``infertune.trial`` tag).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-# Bounded waiting against an unreachable server; set before mlflow reads them, unless the user chose.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0")
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
 
-from mlflow.entities import Metric, Param  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from tuner.records import Record
+from tuner.redact import redact_text
+from tuner.tracking.uri import bound_http_waits
 
-from tuner.records import Record  # noqa: E402
+bound_http_waits()  # already done by importing tuner.tracking; said here too, where the client is made
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)  # the database set-up chatter is not the user's business
 
@@ -72,7 +71,7 @@ class MlflowSink:
         except Exception as error:  # MLflow is a mirror: nothing it does may stop a run
             self.failures += 1
             first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            self._warn(f"infertune: warning: MLflow upload failed ({what}): {first}")
+            self._warn(redact_text(f"infertune: warning: MLflow upload failed ({what}): {first}"))
             return None
 
     def _experiment(self) -> str:

@@ -5,6 +5,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tuner.redact import userinfo_url
+
+# MLflow is a mirror: against an unreachable server a request costs seconds, not MLflow's default ~100 s of
+# retries (7 retries, backoff factor 2, 120 s timeout). MLflow reads these per request; a value the user set wins.
+HTTP_WAIT_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+                    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0"}
+
+
+def bound_http_waits() -> None:
+    """Set MLflow's HTTP retry and timeout limits unless the user set them (every MlflowClient of the tool)."""
+    for name, value in HTTP_WAIT_LIMITS.items():
+        os.environ.setdefault(name, value)
+
+
+bound_http_waits()  # on import: before any MlflowClient the tool makes (tuner.tracking imports this module)
+
 
 def default_tracking_uri(runs_dir: Path) -> str:
     """The embedded store: ``sqlite:///<runs>/mlflow.db`` (MLflow 3 refuses bare file stores)."""
@@ -12,5 +28,5 @@ def default_tracking_uri(runs_dir: Path) -> str:
 
 
 def resolve_tracking_uri(explicit: str | None, runs_dir: Path) -> str:
-    """The URI in force for this invocation."""
-    return explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir)
+    """The URI in force for this invocation; its userinfo runs up to the last ``@`` before the host."""
+    return userinfo_url(explicit or os.environ.get("MLFLOW_TRACKING_URI") or default_tracking_uri(runs_dir))

@@ -1,0 +1,78 @@
+"""SIGTERM ends a run as Ctrl-C does: one line, the measuring worker's process group killed at once, records kept."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import ROOT, tiny_without_compile
+
+FIRST_RECORD_S = 300  # the worker's start and one tiny measurement, on a loaded 2-core runner
+GONE_WITHIN_S = 3.0
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux /proc)."""
+    with contextlib.suppress(OSError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes in process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(group) == pgid and state != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _wait_for(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_sigterm_kills_the_worker_at_once_and_keeps_the_records(tmp_path):
+    runs = tmp_path / "runs"
+    records = runs / "t" / "records.jsonl"
+    cli = subprocess.Popen([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "tune",
+                            str(tiny_without_compile(tmp_path)), "--agent", "random", "--budget", "12", "--run", "t"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        # a record is written and the worker measures the next config: SIGTERM lands mid-measurement
+        assert _wait_for(lambda: records.is_file() and records.read_text().count("\n") >= 1, FIRST_RECORD_S), \
+            cli.stderr.read() if cli.poll() is not None else "no record in time"
+        assert _wait_for(lambda: bool(_children(cli.pid)), 10), "no measuring worker"
+        worker = _children(cli.pid)[0]
+        assert b"tuner.measure.worker" in Path(f"/proc/{worker}/cmdline").read_bytes()
+        assert os.getpgid(worker) == worker  # the worker leads its own group: its children die with it
+        cli.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert _wait_for(lambda: not _group_members(worker), GONE_WITHIN_S), _group_members(worker)
+        stdout, stderr = cli.communicate(timeout=GONE_WITHIN_S)
+        assert time.monotonic() - signalled < GONE_WITHIN_S
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker, signal.SIGKILL)
+    assert cli.returncode == 130, stderr
+    assert stderr.splitlines() == [f"infertune: interrupted; every finished measurement is in records.jsonl; resume "
+                                   f"with: infertune tune {tmp_path / 'tiny.yaml'} --resume t"], stderr
+    lines = records.read_text().splitlines()
+    assert lines and records.read_text().endswith("\n")
+    assert all(json.loads(line)["run"] == "t" for line in lines)
