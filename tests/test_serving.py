@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tuner.evaluator import Evaluator
+from tuner.objective import SERVING_METRICS
 from tuner.serving.load_metrics import combine, run_metrics
 from tuner.serving.loadgen import LoadFailed, LoadRun, RequestSample, run_load
 from tuner.serving.server import ServerFailed, start_server
@@ -65,6 +66,7 @@ def test_a_config_is_measured_on_a_real_server_under_load(serving_run):
     record, _, server_pid, _, run_dir = serving_run
     assert record.status in ("ok", "unstable"), record.error
     metrics = record.metrics
+    assert set(metrics) == set(SERVING_METRICS)  # every §15 figure, and no static-batch one
     for name in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p50_s", "itl_p95_s", "e2e_p95_s", "requests_per_s",
                  "output_tokens_per_s", "goodput_rps", "server_start_s", "warmup_s"):
         assert isinstance(metrics[name], float) and metrics[name] > 0, name
@@ -183,7 +185,7 @@ def test_a_server_outlives_no_tuner_killed_with_sigkill(tmp_path):
 
 def test_a_server_killed_mid_load_is_a_crash_with_its_log_and_the_record_is_kept(tmp_path):
     task = load_task(TINY_SERVING)
-    task = dataclasses.replace(task, workload=dataclasses.replace(task.workload, num_requests=40, rate=2.0))
+    task = dataclasses.replace(task, workload=dataclasses.replace(task.workload, warmup_requests=1))
 
     def kill_when_loading(event: dict) -> None:
         if event["phase"].startswith("load run 1"):
