@@ -183,7 +183,7 @@ def test_a_server_outlives_no_tuner_killed_with_sigkill(tmp_path):
     assert _gone(server_pid)
 
 
-def test_a_server_killed_mid_load_is_a_crash_with_its_log_and_the_record_is_kept(tmp_path):
+def test_a_server_killed_mid_load_is_a_crash_with_its_log_and_nothing_left_running(tmp_path):
     task = load_task(TINY_SERVING)
     task = dataclasses.replace(task, workload=dataclasses.replace(task.workload, warmup_requests=1))
 
