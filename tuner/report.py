@@ -89,6 +89,19 @@ def config_text(config: dict[str, Any]) -> str:
     return " ".join(f"{name}={_short(value)}" for name, value in config.items())
 
 
+def figures_text(record: Record) -> str:
+    """A measured record's key figures on one line: the serving ones (§15) or the static-batch ones (§5)."""
+    if serving(record):
+        return (f"goodput {metric_text(record, 'goodput_rps', '.2f')} of {metric_text(record, 'requests_per_s', '.2f')}"
+                " req/s served, "
+                f"TTFT p95 {metric_text(record, 'ttft_p95_s', '.3f')} s, "
+                f"ITL p95 {metric_text(record, 'itl_p95_s', '.4f')} s, "
+                f"token agreement {metric_text(record, 'token_agree', '.3f')}")
+    return (f"{metric_text(record, 'tokens_per_s', '.1f')} tok/s, p95 {metric_text(record, 'latency_p95_s', '.3f')} s, "
+            f"top1 {metric_text(record, 'top1_agree', '.3f')}, kl {metric_text(record, 'kl', '.2e')}, "
+            f"{metric_text(record, 'peak_mem_mb', '.0f')} MB")
+
+
 def outcome_text(record: Record) -> str:
     """Status and the key metrics of one record."""
     if record.status not in ("ok", "unstable"):

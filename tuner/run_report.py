@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tuner.journal import spent_budget
 from tuner.records import Record
-from tuner.report import MISSING, config_text, metric_text, shown
+from tuner.report import MISSING, config_text, figures_text, metric_text, shown
 from tuner.run_costs import time_split
 from tuner.run_folder import RunFolder
 from tuner.run_show import certainty_lines, cost_lines
@@ -128,8 +128,7 @@ def _best_lines(run: RunFolder) -> list[str]:
     if best is None:
         return ["No deployable config: nothing was measured with stable timing inside the objective's constraints."]
     return [f"Trial {best.trial} of {best.run}, objective {shown(best.objective, '.3f')}: {config_text(best.config)}",
-            f"{metric_text(best, 'tokens_per_s', '.1f')} tok/s, p95 {metric_text(best, 'latency_p95_s', '.3f')} s, "
-            f"top-1 {metric_text(best, 'top1_agree', '.3f')}, {metric_text(best, 'peak_mem_mb', '.0f')} MB",
+            figures_text(best),
             *certainty_lines(best, run.records)]
 
 

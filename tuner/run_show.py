@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 from tuner.records import Record
-from tuner.report import config_text, known, metric_text, shown, table
+from tuner.report import config_text, figures_text, known, metric_text, serving, shown, table
 from tuner.run_costs import time_split
 from tuner.run_folder import RunFolder
 from tuner.session import rankable
@@ -28,8 +28,13 @@ def certainty_lines(best: Record, records: Sequence[Record]) -> list[str]:
     """How far to trust the best: its timing repeats and spread, its accuracy, and the runner-up's distance."""
     lines = [f"timing: {metric_text(best, 'repeats')} repeats, the agreeing ones within cv "
              f"{metric_text(best, 'cv', '.3f')}" + (" (from the cache)" if best.cached else "")]
-    lines.append(f"accuracy against the reference config: top-1 agreement {metric_text(best, 'top1_agree', '.3f')}, "
-                 f"KL {metric_text(best, 'kl', '.2e')}, task accuracy {metric_text(best, 'task_accuracy', '.3f')}")
+    if serving(best):
+        lines.append("accuracy against the reference config's server: greedy token agreement "
+                     f"{metric_text(best, 'token_agree', '.3f')}")
+    else:
+        lines.append("accuracy against the reference config: top-1 agreement "
+                     f"{metric_text(best, 'top1_agree', '.3f')}, KL {metric_text(best, 'kl', '.2e')}, "
+                     f"task accuracy {metric_text(best, 'task_accuracy', '.3f')}")
     others = sorted((record for record in records if rankable(record) and record.config != best.config),
                     key=lambda record: record.objective, reverse=True)
     if others:
@@ -78,8 +83,7 @@ def show_text(run: RunFolder) -> str:
     else:
         lines += [f"best deployable config: trial {best.trial} ({best.run}), objective {shown(best.objective, '.3f')}",
                   f"  {config_text(best.config)}",
-                  f"  {metric_text(best, 'tokens_per_s', '.1f')} tok/s, p95 {metric_text(best, 'latency_p95_s', '.3f')}"
-                  f" s, {metric_text(best, 'peak_mem_mb', '.0f')} MB",
+                  f"  {figures_text(best)}",
                   "", "how sure:", *(f"  {line}" for line in certainty_lines(best, run.records))]
     if run.kind == "compare" and run.summary and run.summary.get("agents"):
         from tuner.compare import compare_table

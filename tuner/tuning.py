@@ -20,7 +20,7 @@ from tuner.pareto import front_metrics, pareto_front
 from tuner.plots import pareto_plot
 from tuner.progress import TrialProgress
 from tuner.records import Record
-from tuner.report import config_text, metric_text, pareto_table, trial_line
+from tuner.report import config_text, figures_text, pareto_table, trial_line
 from tuner.run_folder import read_run
 from tuner.run_report import write_report
 from tuner.run_show import certainty_lines, cost_lines
@@ -236,10 +236,7 @@ def final_report(result: TuneResult, task: TaskSpec) -> str:
         best = result.best
         lines.append(f"best deployable config (trial {best.trial}, objective {best.objective:.3f}):")
         lines.append(f"  {config_text(best.config)}")
-        lines.append(f"  {metric_text(best, 'tokens_per_s', '.1f')} tok/s, "
-                     f"p95 {metric_text(best, 'latency_p95_s', '.3f')} s, "
-                     f"top1 {metric_text(best, 'top1_agree', '.3f')}, kl {metric_text(best, 'kl', '.2e')}, "
-                     f"{metric_text(best, 'peak_mem_mb', '.0f')} MB")
+        lines.append(f"  {figures_text(best)}")
         lines += ["how sure:", *(f"  {line}" for line in certainty_lines(best, result.records))]
     if result.front:
         varying = [name for name in task.space.names
