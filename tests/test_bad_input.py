@@ -20,6 +20,12 @@ def _file(tmp: Path, name: str, text: str) -> str:
     return str(tmp / name)
 
 
+def _serving(tmp: Path, name: str, fields: str, space: str = "serving-tiny") -> str:
+    """A serving task file whose workload has ``fields`` beside its mode and prompt."""
+    return _file(tmp, name, f"id: x\nmodel: {{tiny: {{}}}}\nsearch_space: {space}\n"
+                            f"workload: {{mode: serving, prompts: [hi]{', ' + fields if fields else ''}}}\n")
+
+
 def _run_json(tmp: Path, name: str, settings: dict) -> str:
     """A run folder under tmp/runs holding only ``run.json``; its name."""
     (tmp / "runs" / name).mkdir(parents=True)
@@ -73,21 +79,17 @@ CASES = [
      "--to: unknown export target; known: vllm, sglang, tgi, trtllm, hf, all (got 'lmdeploy')"),
     ("show or report of an unknown run", lambda tmp: ["show", "nope"],
      "RUN: no run of that name under"),
-    ("unknown arrival process in a serving workload", lambda tmp: ["measure", _file(
-        tmp, "arrival.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: serving-tiny\nworkload: {mode: serving, "
-        "prompts: [hi], arrival: bursty}\n")],
+    ("unknown arrival process in a serving workload",
+     lambda tmp: ["measure", _serving(tmp, "arrival.yaml", "arrival: bursty")],
      "arrival.yaml: workload.arrival: must be one of poisson, constant, concurrent (got 'bursty')"),
-    ("a rate for a concurrent load", lambda tmp: ["measure", _file(
-        tmp, "rate.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: serving-tiny\nworkload: {mode: serving, "
-        "prompts: [hi], arrival: concurrent, rate: 2}\n")],
+    ("a rate for a concurrent load",
+     lambda tmp: ["measure", _serving(tmp, "rate.yaml", "arrival: concurrent, rate: 2")],
      "rate.yaml: workload.rate: a concurrent load has streams, not a rate; give concurrency (got 2)"),
-    ("an SLO that is not a positive number of seconds", lambda tmp: ["measure", _file(
-        tmp, "slo.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: serving-tiny\nworkload: {mode: serving, "
-        "prompts: [hi], slo: {ttft_p95_s: -1}}\n")],
+    ("an SLO that is not a positive number of seconds",
+     lambda tmp: ["measure", _serving(tmp, "slo.yaml", "slo: {ttft_p95_s: -1}")],
      "slo.yaml: workload.slo.ttft_p95_s: must be a positive number of seconds (got -1)"),
-    ("a static-batch knob in a serving task", lambda tmp: ["measure", _file(
-        tmp, "mixed.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: SPACE\nworkload: {mode: serving, "
-        "prompts: [hi]}\n")],
+    ("a static-batch knob in a serving task",
+     lambda tmp: ["measure", _serving(tmp, "mixed.yaml", "", space="SPACE")],
      "hf-transformers.yaml: knobs.batch_size: the serving backend has no such knob; it knows max_batch_tokens"),
     ("UI links to a run MLflow lacks", lambda tmp: ["ui", "--run", "nope", "--links-only"],
      "--run: no infertune run of that name in the MLflow store"),
