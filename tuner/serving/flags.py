@@ -120,6 +120,11 @@ class _Mapping:
         if knob in self.config:
             self.options[option] = self.config[knob]
 
+    def off(self, knob: str, option: str, value: Any = True) -> None:
+        """Write ``option: value`` when the config turns ``knob`` off (on is each of these engines' default)."""
+        if self.config.get(knob) is False:
+            self.options[option] = value
+
     def gap(self, knob: str, why: str) -> None:
         """The knob has no equivalent here."""
         self.gaps.append(gap(knob, self.config[knob], self.stack, why))
@@ -220,12 +225,10 @@ def _sglang(m: _Mapping) -> None:
     if tokens is not None:
         m.options["max-total-tokens"] = tokens
     m.set("page-size", "block_size")
-    if config.get("prefix_caching") is False:  # the radix cache (prefix caching) is on by default
-        m.options["disable-radix-cache"] = True
+    m.off("prefix_caching", "disable-radix-cache")  # the radix cache (prefix caching)
     m.scheduler(("schedule-policy", "fcfs"), "SGLang's --schedule-policy orders waiting requests (fcfs, lpm, "
                                              "...) but has no prefill-first policy")
-    if config.get("async_batching") is False:  # the overlap scheduler is on by default
-        m.options["disable-overlap-schedule"] = True
+    m.off("async_batching", "disable-overlap-schedule")  # the overlap scheduler
 
 
 def _tgi(m: _Mapping) -> None:
@@ -285,8 +288,7 @@ def _trtllm(m: _Mapping) -> None:
         m.options["cuda_graph_config"] = None
     m.scheduler(None, "scheduler_config.capacity_scheduler_policy chooses how requests fit in memory, not a "
                       "prefill-first order")
-    if config.get("async_batching") is False:  # the overlap scheduler is on by default
-        m.options["disable_overlap_scheduler"] = True
+    m.off("async_batching", "disable_overlap_scheduler")  # the overlap scheduler
 
 
 def _transformers(m: _Mapping) -> None:
