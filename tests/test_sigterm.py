@@ -76,3 +76,33 @@ def test_sigterm_kills_the_worker_at_once_and_keeps_the_records(tmp_path):
     lines = records.read_text().splitlines()
     assert lines and records.read_text().endswith("\n")
     assert all(json.loads(line)["run"] == "t" for line in lines)
+
+
+FINALIZER_FAILS_AFTER_SIGTERM = """
+import gc, os, signal, sys
+from tuner import cli
+
+class CutOffMidUpdate:  # like a SQLAlchemy state whose identity map the interrupt left half-updated
+    def __del__(self):
+        raise AssertionError("key is not None")
+
+def handler(args):
+    cycle = CutOffMidUpdate()
+    cycle.self = cycle
+    del cycle
+    os.kill(os.getpid(), signal.SIGTERM)
+    while True:
+        pass
+
+cli.cmd_envs_list = handler
+code = cli.main(["envs", "list"])
+gc.collect()
+sys.exit(code)
+"""
+
+
+def test_finalizers_failing_after_sigterm_print_nothing():
+    done = subprocess.run([sys.executable, "-c", FINALIZER_FAILS_AFTER_SIGTERM], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 130
+    assert done.stderr.splitlines() == ["infertune: interrupted; every finished measurement is in records.jsonl"]

@@ -151,9 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ignore_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
+    """After an interrupt, objects it cut off mid-update (a SQLAlchemy session) fail in finalizers: say nothing."""
+
+
 def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
     """SIGINT or SIGTERM: kill the measuring workers at once, then unwind as Ctrl-C does."""
     kill_every_worker()
+    # the interrupt may land inside a library's bookkeeping; its finalizers would print tracebacks on the way out
+    sys.unraisablehook = _ignore_unraisable
     raise KeyboardInterrupt
 
 
