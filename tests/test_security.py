@@ -36,9 +36,15 @@ def _mlflow_text(runs: Path) -> str:
 
 
 def test_only_safe_yaml_loading_in_the_package():
+    import yaml
+
+    from tuner.space.loader import _UniqueKeyLoader
+
     sources = "\n".join(path.read_text() for path in (ROOT / "tuner").rglob("*.py"))
-    assert "yaml.safe_load" in sources
-    assert not re.search(r"yaml\.(load|unsafe_load|full_load)\(|Loader=", sources)
+    assert not re.search(r"yaml\.(unsafe_load|full_load)\(", sources)
+    loads = re.findall(r"yaml\.load\(.*|Loader=\w+", sources)
+    assert loads and all("_UniqueKeyLoader" in call for call in loads), loads  # user files: one loader
+    assert issubclass(_UniqueKeyLoader, yaml.SafeLoader)
 
 
 def test_a_python_object_tag_is_refused_not_run(tmp_path):

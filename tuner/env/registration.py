@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import gymnasium as gym
-import yaml
+
+from tuner.errors import ConfigError
+from tuner.space.loader import read_yaml
 
 ENTRY_POINT = "tuner.env.tuning_env:TuningEnv"
 
@@ -22,8 +24,8 @@ def register_envs(envs_dir: str | Path | None = None) -> list[str]:
     registered = []
     for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else []:
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError:
+            data = read_yaml(path) or {}
+        except ConfigError:
             continue  # a broken file is reported when it is used, not when ids are listed
         name = env_id(str(data.get("id") or path.stem) if isinstance(data, dict) else path.stem)
         if name not in gym.registry:

@@ -11,6 +11,22 @@ from tuner.errors import ConfigError
 from tuner.space.constraints import parse_constraint
 from tuner.space.knobs import KNOB_TYPES, Knob
 from tuner.space.search_space import SearchSpace
+from tuner.text_file import read_text
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML itself lets the last one win, silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} appears twice in one mapping",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 
 def read_yaml(path: Path) -> Any:
@@ -18,7 +34,7 @@ def read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError("file not found", source=str(path))
     try:
-        return yaml.safe_load(path.read_text())
+        return yaml.load(read_text(path), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "yaml"
