@@ -78,19 +78,69 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def read_records(path: Path) -> list[Record]:
-    """Every complete record in a file; a torn last line (a kill mid-write) is skipped, and so is a record holding
-    a NaN or an infinity (with a one-line warning naming the file and line)."""
+    """Every complete record in a file; a torn last line (a kill mid-write) is skipped, and so is a line that is
+    not a record or holds a NaN or an infinity (with a one-line warning naming the file and line)."""
     if not path.is_file():
         return []
     records = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_bytes().decode("utf-8", "replace").splitlines(), start=1):
         try:
             data = json.loads(line)
-            if not rejected_non_finite(data, path, number):
-                records.append(Record.from_dict(data))
-        except (json.JSONDecodeError, TypeError):
+        except json.JSONDecodeError:
             continue
+        if not rejected_shape(data, RECORD_FIELDS, path, number) and not rejected_non_finite(data, path, number):
+            records.append(Record.from_dict(data))
     return records
+
+
+_NUMBER = (int, float)
+_MAYBE_NUMBER = (int, float, type(None))
+_MAYBE_DICT = (dict, type(None))
+# the type of every field a record must have (DESIGN §6); ``bool`` is refused where a number is wanted
+RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "run": str, "task": str, "space": str, "trial": int, "agent": str, "config": dict, "status": str,
+    "error": _MAYBE_DICT, "metrics": dict, "objective": _MAYBE_NUMBER, "feasible": bool, "cached": bool,
+    "fingerprint": dict, "started_at": str, "duration_s": _MAYBE_NUMBER}
+OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"info": dict, "features": _MAYBE_DICT}
+RECORDING_FIELDS: dict[str, type | tuple[type, ...]] = {"config": dict, "status": str}  # all a replay needs
+
+
+def shape_problem(data: Any, required: dict[str, type | tuple[type, ...]]) -> str | None:
+    """What makes ``data`` not a record (``status is 5, not str``), or None when it is one."""
+    from tuner.measure.status import Status  # here: tuner.measure imports this module
+
+    if not isinstance(data, dict):
+        return f"{json.dumps(data)[:40]} is not a record (a JSON object)"
+    for name, kind in {**required, **OPTIONAL_FIELDS}.items():
+        if name not in data:
+            if name in required:
+                return f"{name} is missing"
+            continue
+        value = data[name]
+        wanted = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, wanted) or (isinstance(value, bool) and bool not in wanted):
+            return f"{name} is {json.dumps(value)[:40]}, not {' or '.join(_type_name(each) for each in wanted)}"
+    if data["status"] not in set(Status):
+        return f"status is {json.dumps(data['status'])[:40]}, not one of {', '.join(Status)}"
+    for name, value in (data.get("metrics") or {}).items():
+        if not isinstance(value, _MAYBE_NUMBER) or isinstance(value, bool):
+            return f"metrics.{name} is {json.dumps(value)[:40]}, not a number or null"
+    return None
+
+
+def _type_name(kind: type) -> str:
+    return {"NoneType": "null", "str": "text", "int": "an integer", "float": "a number", "dict": "an object",
+            "bool": "true/false"}.get(kind.__name__, kind.__name__)
+
+
+def rejected_shape(data: Any, required: dict[str, type | tuple[type, ...]], source: Path | str, line: int,
+                   then: str = "line skipped") -> bool:
+    """True when ``data`` (read from ``source`` at ``line``) is not a record; warns once per file and line."""
+    problem = shape_problem(data, required)
+    if problem is None:
+        return False
+    _warn_once(source, line, f"{problem}; {then}")
+    return True
 
 
 def non_finite(value: Any) -> str | None:
@@ -132,9 +182,13 @@ def rejected_non_finite(data: Any, source: Path | str, line: int) -> bool:
     found = _first_non_finite(data, "")
     if found is None:
         return False
+    where, value = found
+    _warn_once(source, line, f"{where} is {json.dumps(value)} (not a finite number); record skipped")
+    return True
+
+
+def _warn_once(source: Path | str, line: int, message: str) -> None:
+    """One warning line per file and line in this process (a file is read many times in a run)."""
     if (str(source), line) not in _WARNED:
         _WARNED.add((str(source), line))
-        where, value = found
-        print(f"infertune: warning: {source}:{line}: {where} is {json.dumps(value)} (not a finite number); "
-              "record skipped", file=sys.stderr, flush=True)
-    return True
+        print(f"infertune: warning: {source}:{line}: {message}", file=sys.stderr, flush=True)

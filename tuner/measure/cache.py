@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tuner.records import finite_or_null, rejected_non_finite
+from tuner.records import RECORD_FIELDS, finite_or_null, rejected_non_finite, rejected_shape
 
 # Bumped when infertune's own measuring code changes what a recorded figure means, so older results miss.
 # 2: every config starts from a fresh compile state (before, compiled configs reused earlier configs' graphs).
@@ -36,13 +36,17 @@ class MeasurementCache:
         self.folder = Path(folder)
 
     def get(self, key: str) -> dict[str, Any] | None:
-        """The stored record for ``key``, or None (also for one holding a NaN or an infinity: never served)."""
+        """The stored record for ``key``, or None: a miss, also for an entry that is not a record or holds a NaN
+        or an infinity (never served; measured again and overwritten)."""
         path = self.folder / f"{key}.json"
         try:
             stored = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             return None
-        return None if rejected_non_finite(stored, path, 1) else stored
+        if (rejected_shape(stored, RECORD_FIELDS, path, 1, then="a miss, measured again")
+                or rejected_non_finite(stored, path, 1)):
+            return None
+        return stored
 
     def put(self, key: str, record: Mapping[str, Any]) -> None:
         """Store a record under ``key`` (write to a temporary file, then rename)."""

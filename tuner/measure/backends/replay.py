@@ -15,23 +15,23 @@ from tuner.errors import ConfigError
 from tuner.measure.faults import replay_delay
 from tuner.measure.protocol import error_payload
 from tuner.measure.status import Status
-from tuner.records import rejected_non_finite
+from tuner.records import RECORDING_FIELDS, rejected_non_finite, rejected_shape
 from tuner.space import SearchSpace
+from tuner.text_file import read_text
 
 PREFERENCE = {Status.OK: 0, Status.UNSTABLE: 1, Status.INFEASIBLE: 2}  # the best-measured copy of a config wins
 
 
 def read_recording(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file as dicts (DESIGN §6); torn or foreign lines are skipped, and so is a record
-    holding a NaN or an infinity (a one-line warning names the file and line): never scored, never replayed."""
+    """The records of a JSONL file as dicts (DESIGN §6); a torn line is skipped, and so is a line that is not a
+    record or holds a NaN or an infinity (a one-line warning names the file and line): never scored or replayed."""
     rows = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if (isinstance(row, dict) and isinstance(row.get("config"), dict) and row.get("status") in set(Status)
-                and not rejected_non_finite(row, path, number)):
+        if not rejected_shape(row, RECORDING_FIELDS, path, number) and not rejected_non_finite(row, path, number):
             rows.append(row)
     return rows
 
