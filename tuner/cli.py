@@ -4,23 +4,33 @@ from __future__ import annotations
 
 import argparse
 import errno
-import signal
 import sys
-import threading
-from types import FrameType
 from typing import NoReturn
 
 from tuner.commands.browsing import cmd_report, cmd_runs, cmd_show
+from tuner.commands.common import check_runs_folder
 from tuner.commands.learning import cmd_pretrain
 from tuner.commands.listing import cmd_envs_list, cmd_spaces_show
 from tuner.commands.measuring import cmd_measure
 from tuner.commands.shipping import cmd_export, cmd_sync, cmd_ui
 from tuner.commands.tuning import cmd_compare, cmd_tune
 from tuner.errors import EveryConfigFails, UserError
-from tuner.measure.launcher import kill_every_worker
+from tuner.interrupts import handle_interrupts
 from tuner.redact import install_redaction, redact_text
 
+READ_ONLY_COMMANDS = ("spaces", "envs", "runs", "show")  # the others write under the runs folder
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit
+
+
+def _seed(text: str) -> int:
+    """A --seed value: numpy, torch and Optuna all take 0 .. 2**32 - 1."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {2**32 - 1} (got {text!r})")
+    return seed
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--timesteps", type=int, default=200_000, help="environment steps (default 200000)")
     pretrain.add_argument("--augment", type=float, default=0.0, metavar="SHARE",
                           help="share of episodes on perturbed copies of the landscapes (default 0)")
-    pretrain.add_argument("--seed", type=int, default=0)
+    pretrain.add_argument("--seed", type=_seed, default=0)
     pretrain.add_argument("--out", default="policies/default.zip", help="where to save the policy (.zip; its "
                           "canonical values and provenance go beside it as .json)")
     pretrain.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
     tune.add_argument("--agent", help="ppo, optuna (default) or random")
     tune.add_argument("--budget", type=int, help="measurements to spend (cached results are free; default: the task's)")
-    tune.add_argument("--seed", type=int, help="random seed (default: the task's)")
+    tune.add_argument("--seed", type=_seed, help="random seed (default: the task's)")
     tune.add_argument("--sampler", help="optuna sampler: tpe (default), gp, nsga2, cmaes, random")
     tune.add_argument("--pareto", action="store_true", help="optuna: multi-objective (tokens/s, top1, memory)")
     tune.add_argument("--storage", help="optuna storage URL (default: sqlite under runs/)")
@@ -151,36 +161,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ignore_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
-    """After an interrupt, objects it cut off mid-update (a SQLAlchemy session) fail in finalizers: say nothing."""
-
-
-def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
-    """SIGINT or SIGTERM: kill the measuring workers at once, then unwind as Ctrl-C does."""
-    kill_every_worker()
-    # the interrupt may land inside a library's bookkeeping; its finalizers would print tracebacks on the way out
-    sys.unraisablehook = _ignore_unraisable
-    raise KeyboardInterrupt
-
-
-def _handle_interrupts() -> None:
-    """SIGTERM (a scheduler, ``kill``, ``timeout``) ends a run as Ctrl-C does; both kill the worker at once."""
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread (main() called in-process by a thread)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored by who started us (a script's & job): stays so
-            signal.signal(signum, _interrupted)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run a subcommand; user errors print one line and exit 2."""
     install_redaction()  # first: whatever is printed from here on, by us or by a library, is redacted
-    _handle_interrupts()
+    handle_interrupts()
     args = build_parser().parse_args(argv)
     if args.command == "export" and bool(args.run_id) == bool(args.best):
         print("infertune export: error: give a RUN_ID or --best ENV (one of them)", file=sys.stderr)
         return 2
     try:
+        if args.command not in READ_ONLY_COMMANDS:
+            check_runs_folder(args)
         return args.handler(args)
     except UserError as error:  # messages may quote a driver's error, and drivers quote URLs
         print(f"infertune: error: {redact_text(str(error))}", file=sys.stderr)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 from tuner.journal import spent_budget
 from tuner.records import Record, read_records
 from tuner.session import best_record
+from tuner.text_file import read_json_object
 
 RUN_FILES = ("records.jsonl", "summary.json", "run.json", "compare.json")
 
@@ -52,12 +52,7 @@ def is_run(path: Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in RUN_FILES)
 
 
-def _json(path: Path) -> dict[str, Any] | None:
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
+_json = read_json_object
 
 
 def _started(path: Path, records: list[Record]) -> datetime | None:

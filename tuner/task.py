@@ -171,10 +171,12 @@ class _Reader:
                 raise self.fail(f"unknown key; known: {', '.join(sorted(allowed))}", f"{field_name}.{key}".lstrip("."))
         return data
 
-    def integer(self, data: dict, key: str, prefix: str, default: int | None = None, minimum: int = 1) -> int:
+    def integer(self, data: dict, key: str, prefix: str, default: int | None = None, minimum: int = 1,
+                maximum: int | None = None) -> int:
         value = data.get(key, default)
-        if type(value) is not int or value < minimum:
-            raise self.fail(f"must be an integer >= {minimum}", f"{prefix}{key}", value)
+        if type(value) is not int or value < minimum or (maximum is not None and value > maximum):
+            bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+            raise self.fail(f"must be an integer {bounds}", f"{prefix}{key}", value)
         return value
 
     def boolean(self, data: dict, key: str, prefix: str, default: bool) -> bool:
@@ -307,7 +309,7 @@ def load_task(path: str | Path) -> TaskSpec:
         accuracy=accuracy,
         objective=objective,
         budget=reader.integer(data, "budget", "", default=20),
-        seed=reader.integer(data, "seed", "", default=0, minimum=0),
+        seed=reader.integer(data, "seed", "", default=0, minimum=0, maximum=2**32 - 1),  # numpy's and torch's range
         timeout_s=reader.number(data, "timeout_s", "", default=600.0),
         description=str(data.get("description", "")),
         backend=backend,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from pathlib import Path
 from typing import Any
 
 from tuner.errors import UserError
@@ -45,12 +46,26 @@ def make_agent(name: str, **options: Any) -> Agent:
     raise UserError("unknown agent; known: random, optuna, ppo", field="--agent", value=name)
 
 
+def _check_policy_file(policy: str) -> None:
+    """A one-line error unless ``policy`` is a saved policy (a zip), before stable-baselines3 appends ``.zip``."""
+    import zipfile
+
+    if not Path(policy).is_file():
+        raise UserError("no such file; give a .zip saved by infertune pretrain or a ppo run, or 'none'",
+                        field="--policy", value=policy)
+    if not zipfile.is_zipfile(policy):
+        raise UserError("not a saved policy (a .zip from infertune pretrain or a ppo run)", field="--policy",
+                        value=policy)
+
+
 def _ppo_agent(policy: str | None, save_to: str | None, n_envs: int | None) -> Agent:
     """The pretrained policy (the shipped default, or ``policy`` when it is a pretrained one) acts; ``policy``
     "none", or a policy saved by an earlier run, gives PPO that learns on the task itself."""
     from tuner.agents.ppo_search import PPOAgent
     from tuner.agents.pretrained_ppo import DEFAULT_POLICY, PretrainedPPOAgent, is_pretrained
 
+    if policy not in (None, "none"):
+        _check_policy_file(policy)
     learning = policy == "none" or (policy is not None and not is_pretrained(policy))
     if policy is None and not is_pretrained(DEFAULT_POLICY):
         learning = True  # no shipped policy in this checkout: learn from scratch

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.errors import ConfigError, UserError
 from tuner.names import checked_run_name
+from tuner.text_file import read_json_object
 
 if TYPE_CHECKING:
     from tuner.task import TaskSpec
@@ -20,6 +20,23 @@ if TYPE_CHECKING:
 def runs_folder(args: argparse.Namespace) -> Path:
     """--runs-dir, else $INFERTUNE_RUNS_DIR, else ./runs."""
     return Path(args.runs_dir or os.environ.get("INFERTUNE_RUNS_DIR", "runs"))
+
+
+def check_runs_folder(args: argparse.Namespace) -> None:
+    """A one-line error now, before any work, when the runs folder cannot be written (a file, read-only, no
+    permission); else MLflow retries its SQLite store for minutes and the run dies with a traceback."""
+    folder = runs_folder(args)
+    flag = "--runs-dir" if args.runs_dir else "$INFERTUNE_RUNS_DIR" if os.environ.get("INFERTUNE_RUNS_DIR") else None
+    where = {"field": flag or "runs folder", "value": str(folder)}
+    if folder.exists() and not folder.is_dir():
+        raise UserError("is a file, not a folder", **where)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise UserError(f"cannot write there ({error.strerror or error})", **where) from None
 
 
 def run_name(args: argparse.Namespace, kind: str, task_id: str) -> str:
@@ -63,9 +80,7 @@ def find_task_file(args: argparse.Namespace, task_id: str) -> Path:
 
 def task_file_of(args: argparse.Namespace, run_dir: Path, task_id: str) -> Path:
     """The task file a run used: from its summary.json, else the envs folder entry with that id."""
-    summary_path = run_dir / "summary.json"
-    if summary_path.is_file():
-        recorded = json.loads(summary_path.read_text()).get("task_file")
-        if recorded and Path(recorded).is_file():
-            return Path(recorded)
+    recorded = (read_json_object(run_dir / "summary.json") or {}).get("task_file")
+    if isinstance(recorded, str) and recorded and Path(recorded).is_file():
+        return Path(recorded)
     return find_task_file(args, task_id)

@@ -13,6 +13,7 @@ from tuner.commands.common import mlflow_mirror, run_name, runs_folder
 from tuner.errors import ConfigError
 from tuner.run_lock import hold_run
 from tuner.space import SearchSpace
+from tuner.text_file import read_text
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -20,12 +21,20 @@ def _read_config_file(path: str) -> dict[str, Any]:
     from tuner.export.hf import KIND, config_from_export
 
     try:
-        document = json.loads(Path(path).read_text())
+        document = json.loads(read_text(Path(path)))
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"cannot read a JSON config: {str(error).splitlines()[0]}", source=path) from None
     if not isinstance(document, dict):
         raise ConfigError("a config file holds a JSON object", source=path)
-    return config_from_export(document) if document.get("kind") == KIND else document
+    try:
+        config = config_from_export(document) if document.get("kind") == KIND else document
+    except ConfigError as error:
+        raise ConfigError(error.detail, source=path, field=error.field, value=error.value) from None
+    for name, value in config.items():
+        if not isinstance(value, str | int | float | bool):
+            raise ConfigError("a knob's value is a string, number or true/false", source=path, field=name,
+                              value=value)
+    return config
 
 
 def _sweep(task_space: SearchSpace, assignments: list[str], grid: bool = False,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from tuner.commands.common import mlflow_mirror, runs_folder, task_file_of
 from tuner.errors import ConfigError
+from tuner.text_file import read_json_object
 
 if TYPE_CHECKING:
     from tuner.records import Record
@@ -97,7 +97,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if not records:
         raise ConfigError("no records.jsonl there", source=str(run_dir), field="RUN", value=args.run)
     summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = read_json_object(summary_path) or {}
     task = load_task(task_file_of(args, run_dir, records[0].task))
     agent = summary.get("agent", {"agent": records[0].agent})
     tracker = mlflow_mirror(args, task, run_dir.name, {**agent, "budget": summary.get("budget", "")})

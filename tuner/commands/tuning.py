@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from tuner.journal import Journal, spent_budget
 from tuner.names import checked_name
 from tuner.redact import MASK, redact_url, same_url
 from tuner.run_lock import hold_run
+from tuner.text_file import read_json_object
 from tuner.tuning import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
 
 if TYPE_CHECKING:
@@ -43,10 +43,7 @@ def _resume_folder(args: argparse.Namespace) -> Path:
 
 def _resumed(args: argparse.Namespace, task: TaskSpec, run_dir: Path) -> dict[str, Any]:
     """The interrupted run's settings (run.json); a contradicting flag or a changed task is a one-line error."""
-    try:
-        saved = json.loads((run_dir / RUN_SETTINGS).read_text())
-    except ValueError:
-        saved = None
+    saved = read_json_object(run_dir / RUN_SETTINGS)
     if not isinstance(saved, dict):
         raise ConfigError(f"{run_dir / RUN_SETTINGS} is not a JSON object", field="--resume", value=args.resume)
     if saved.get("task") != task.id:
@@ -156,6 +153,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     task = load_task(args.env)
     names = [name.strip() for name in args.agents.split(",") if name.strip()]
+    if not names:
+        raise ConfigError(f"name at least one agent of {', '.join(AGENT_NAMES)}", field="--agents", value=args.agents)
     for name in names:
         if name not in AGENT_NAMES:
             raise ConfigError(f"unknown agent; known: {', '.join(AGENT_NAMES)}", field="--agents", value=name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from tuner.errors import ConfigError
 from tuner.export.common import ExportContext, Exported, batching_note, header, serving, shard_gaps
 from tuner.serving.flags import command_text, engine_options, transformers_cb_fields, transformers_serve_argv
 
@@ -75,4 +76,7 @@ def config_from_export(document: dict[str, Any]) -> dict[str, Any]:
     """The infertune config an hf.json export describes (so it can be measured again)."""
     if document.get("kind") != KIND:
         raise ValueError(f"not an infertune hf export (kind {document.get('kind')!r})")
-    return dict(document["infertune_config"])
+    config = document.get("infertune_config")
+    if not isinstance(config, dict):
+        raise ConfigError("must be an object of knob: value", field="infertune_config", value=config)
+    return dict(config)
