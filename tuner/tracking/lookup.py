@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 
 def find_trial(tracking_uri: str, run_id: str) -> tuple[str, int, str, str] | None:
     """(infertune run, trial, task file, trial's MLflow run id); a parent run resolves to its best trial."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return None  # no store yet: opening one would create it (a lookup writes nothing)
     client = MlflowClient(tracking_uri=tracking_uri)
     try:
         run = client.get_run(run_id)

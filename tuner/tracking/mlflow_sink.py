@@ -9,7 +9,6 @@ minutes; ``infertune sync`` uploads what is missing later, without duplicates (t
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -24,8 +23,6 @@ from tuner.redact import redact_text
 from tuner.tracking.uri import bound_http_waits
 
 bound_http_waits()  # already done by importing tuner.tracking; said here too, where the client is made
-
-logging.getLogger("mlflow").setLevel(logging.WARNING)  # the database set-up chatter is not the user's business
 
 PARENT_KIND, TRIAL_KIND = "invocation", "trial"
 SECRET_MARKERS = ("token", "secret", "password", "api_key", "apikey")
@@ -57,21 +54,26 @@ class MlflowSink:
         self.tracking_uri = tracking_uri
         self.experiment_name = experiment
         self.artifact_root = artifact_root
-        self.client = MlflowClient(tracking_uri=tracking_uri)
         self.parent_id: str | None = None
+        self.run_name: str | None = None
         self.experiment_id: str | None = None
         self.trial_runs: dict[str, str] = {}  # "<infertune run>:<trial>" → MLflow run id
         self.failures = 0
         self._warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
         self._training_step = 0
+        # a database store is connected to here (MLflow retries it, bounded in tuner.tracking.uri)
+        self.client: MlflowClient | None = self._guard("connect", lambda: MlflowClient(tracking_uri=tracking_uri))
 
     def _guard(self, what: str, action: Callable[[], Any]) -> Any:
+        """Run one MLflow call; a failure is counted, and only the first is printed (a down server fails them all)."""
         try:
             return action()
         except Exception as error:  # MLflow is a mirror: nothing it does may stop a run
             self.failures += 1
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-            self._warn(redact_text(f"infertune: warning: MLflow upload failed ({what}): {first}"))
+            if self.failures == 1:
+                first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+                self._warn(redact_text(f"infertune: warning: MLflow upload failed ({what}): {first}; the run goes "
+                                       "on (records.jsonl has everything; infertune sync uploads it later)"))
             return None
 
     def _experiment(self) -> str:
@@ -87,6 +89,10 @@ class MlflowSink:
 
     def start(self, run_name: str, params: dict[str, Any], tags: dict[str, Any]) -> str | None:
         """Create (or find, for a resumed sync) the parent run of this invocation."""
+        self.run_name = run_name
+        if self.client is None:
+            return None  # could not connect: already said
+
         def create() -> str:
             self.experiment_id = self._experiment()
             existing = self.client.search_runs(
@@ -112,10 +118,11 @@ class MlflowSink:
         key = f"{record.run}:{record.trial}"
         if key in self.trial_runs:
             return self.trial_runs[key]  # already mirrored: sync never duplicates
+        if self.parent_id is None:
+            self.failures += 1  # nothing to hang it on (the start failed, and said so): not tried
+            return None
 
         def upload() -> str:
-            if self.parent_id is None:
-                raise RuntimeError("no parent run (the tracking server was unreachable at start)")
             tags = {"mlflow.parentRunId": self.parent_id, "infertune.kind": TRIAL_KIND,
                     "infertune.trial": record.trial, "infertune.run": record.run, "status": record.status,
                     "cached": record.cached, "feasible": record.feasible, "agent": record.agent,
@@ -177,19 +184,20 @@ class MlflowSink:
             self._guard(f"artifact {path.name}", lambda path=path: self.client.log_artifact(self.parent_id, str(path)))
 
     def finish(self, summary: dict[str, Any] | None = None) -> None:
-        """Close the parent run with the run's headline numbers."""
-        if self.parent_id is None:
-            return
+        """Close the parent run with the run's headline numbers; say how many uploads failed, if any did."""
+        if self.parent_id is not None:
+            self._guard("finish run", lambda: self._close(summary))
+        if self.failures:
+            again = f"infertune sync {self.run_name}" if self.run_name else "infertune sync RUN"
+            self._warn(f"infertune: warning: {self.failures} MLflow upload(s) failed; {again} uploads what is missing")
 
-        def close() -> None:
-            if summary:
-                stamp = int(time.time() * 1000)
-                values = {"measurements": summary.get("measurements"), "trials": summary.get("trials")}
-                if summary.get("best"):
-                    values["best_objective"] = summary["best"]["objective"]
-                    values["best_tokens_per_s"] = summary["best"]["metrics"].get("tokens_per_s")
-                self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), stamp, 0)
-                                                               for k, v in values.items() if v is not None])
-            self.client.set_terminated(self.parent_id, "FINISHED")
-
-        self._guard("finish run", close)
+    def _close(self, summary: dict[str, Any] | None) -> None:
+        if summary:
+            stamp = int(time.time() * 1000)
+            values = {"measurements": summary.get("measurements"), "trials": summary.get("trials")}
+            if summary.get("best"):
+                values["best_objective"] = summary["best"]["objective"]
+                values["best_tokens_per_s"] = summary["best"]["metrics"].get("tokens_per_s")
+            self.client.log_batch(self.parent_id, metrics=[Metric(k, float(v), stamp, 0)
+                                                           for k, v in values.items() if v is not None])
+        self.client.set_terminated(self.parent_id, "FINISHED")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -13,10 +14,20 @@ HTTP_WAIT_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST
                     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "0", "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0"}
 
 
+DB_ATTEMPTS = 3  # MLflow tries a database store 10 times over ~102 s before it gives up; 3 take 0.4 s
+
+
 def bound_http_waits() -> None:
-    """Set MLflow's HTTP retry and timeout limits unless the user set them (every MlflowClient of the tool)."""
+    """Set MLflow's HTTP and database retry limits unless the user set them (every MlflowClient of the tool)."""
     for name, value in HTTP_WAIT_LIMITS.items():
         os.environ.setdefault(name, value)
+    from mlflow.store.db import utils as db_utils
+
+    # MLflow has no setting for it: the count is a module constant, read on each connect
+    db_utils.MAX_RETRY_COUNT = min(db_utils.MAX_RETRY_COUNT, DB_ATTEMPTS)
+    # each retry logs the driver's whole error (3-5 lines); the one warning that counts is the tool's
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # the database set-up chatter is not the user's business
 
 
 bound_http_waits()  # on import: before any MlflowClient the tool makes (tuner.tracking imports this module)
