@@ -106,3 +106,73 @@ def test_finalizers_failing_after_sigterm_print_nothing():
                           text=True, timeout=60)
     assert done.returncode == 130
     assert done.stderr.splitlines() == ["infertune: interrupted; every finished measurement is in records.jsonl"]
+
+
+def test_sigterm_stops_the_landscape_recorder_and_its_worker(tmp_path):
+    task = tiny_without_compile(tmp_path)
+    landscape = task.with_suffix(".jsonl")
+    recorder = subprocess.Popen([sys.executable, "-m", "tuner.library.record", str(task), "--runs-dir",
+                                 str(tmp_path / "runs")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    worker = None
+    try:
+        assert _wait_for(lambda: landscape.is_file() and landscape.read_text().count("\n") >= 1, FIRST_RECORD_S), \
+            recorder.stderr.read() if recorder.poll() is not None else "no record in time"
+        assert _wait_for(lambda: bool(_children(recorder.pid)), 10), "no measuring worker"
+        worker = _children(recorder.pid)[0]
+        recorder.send_signal(signal.SIGTERM)
+        assert _wait_for(lambda: not _group_members(worker), GONE_WITHIN_S), _group_members(worker)
+        _, stderr = recorder.communicate(timeout=GONE_WITHIN_S)
+    finally:
+        if recorder.poll() is None:
+            recorder.kill()
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker, signal.SIGKILL)
+    assert recorder.returncode == 130, stderr
+    assert stderr.splitlines() == ["interrupted; every finished config is in its landscape's .jsonl (run again to "
+                                   "go on)"]
+    assert all(json.loads(line)["config"] for line in landscape.read_text().splitlines())
+
+
+def _descendants(pid: int) -> list[int]:
+    found, frontier = [], [pid]
+    while frontier:
+        children = _children(frontier.pop())
+        found += children
+        frontier += children
+    return found
+
+
+def _alive(pid: int) -> bool:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+def test_sigterm_stops_parallel_ppo_envs_and_their_workers(tmp_path):
+    runs = tmp_path / "runs"
+    cli = subprocess.Popen([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "tune",
+                            str(tiny_without_compile(tmp_path)), "--agent", "ppo", "--policy", "none", "--envs", "2",
+                            "--budget", "12", "--run", "p", "--no-mlflow"],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = []
+    try:
+        first = runs / "p" / "env0" / "records.jsonl"
+        assert _wait_for(lambda: first.is_file() and first.read_text().count("\n") >= 1, FIRST_RECORD_S), \
+            cli.stderr.read() if cli.poll() is not None else "no record in time"
+        started = _descendants(cli.pid)
+        workers = [pid for pid in started if b"tuner.measure.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        assert len(workers) == 2, started  # one measuring worker per env process
+        cli.send_signal(signal.SIGTERM)
+        _, stderr = cli.communicate(timeout=30)
+        assert _wait_for(lambda: not any(_alive(pid) for pid in started), 10), [p for p in started if _alive(p)]
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+        for pid in started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert cli.returncode == 130, stderr
+    assert stderr.splitlines()[-1].startswith("infertune: interrupted; every finished measurement is in"), stderr
+    assert "Traceback" not in stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from tuner.agents.base import Agent
 from tuner.env.tuning_env import TuningEnv
 from tuner.errors import UserError
+from tuner.interrupts import die_with_parent, handle_interrupts
 from tuner.measure.backends.knobs import HOST_WORKERS
 from tuner.records import Record
 from tuner.session import TuningSession
@@ -70,12 +72,26 @@ class ParallelBudget(BaseCallback):
 def _env_factory(task_file: str, run_dir: Path, index: int, n_envs: int, cache_dir: Path, device: str,
                  resume: bool) -> Any:
     def make() -> TuningEnv:
+        # in the env's own process: a SIGTERM, or the tuner's death (even by SIGKILL), kills its worker at once
+        die_with_parent(signal.SIGTERM)
+        handle_interrupts()
         # one GPU per env; on the CPU the envs' workers share the host's memory, so each keeps models in its part
         worker_env = {"CUDA_VISIBLE_DEVICES": str(index)} if device == "cuda" else {HOST_WORKERS: str(n_envs)}
         return TuningEnv(task_file, runs_dir=str(run_dir), run_name=f"env{index}", budget=10**9,
                          cache_dir=str(cache_dir), worker_env=worker_env, agent="ppo", resume=resume,
                          report_records=True)
     return make
+
+
+def _stop_env_processes(env: SubprocVecEnv, grace_s: float = 5.0) -> None:
+    """Ctrl-C or SIGTERM: SIGTERM each env process (its handler kills its measuring worker), SIGKILL stragglers."""
+    for process in env.processes:
+        process.terminate()
+    for process in env.processes:
+        process.join(grace_s)
+        if process.is_alive():
+            process.kill()
+    env.closed = True  # nothing left to close: SubprocVecEnv's own close() would wait on dead pipes
 
 
 class SessionWriter(KVWriter):
@@ -128,9 +144,12 @@ class PPOAgent(Agent):
                 model = MaskablePPO("MlpPolicy", env, seed=seed, verbose=0, device="cpu", **HYPERPARAMETERS)
             model.set_logger(Logger(folder=None, output_formats=[SessionWriter(session)]))
             model.learn(total_timesteps=session.max_proposals * self.n_envs, callback=callback)
-        finally:
+        except KeyboardInterrupt:
             if self.n_envs > 1:
-                env.close()
+                _stop_env_processes(env)  # close() would wait for envs busy measuring
+            raise
+        if self.n_envs > 1:
+            env.close()
         self._save(model, session)
 
     def _parallel_envs(self, session: TuningSession) -> SubprocVecEnv:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tuner.evaluator import Evaluator
+from tuner.interrupts import handle_interrupts
 from tuner.measure.backends.replay import config_key, read_recording
 from tuner.records import append_record
 from tuner.task import load_task
@@ -56,10 +57,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--missing-only", action="store_true",
                         help="measure only configs with no record (leave unstable ones as they are)")
     args = parser.parse_args(argv)
-    for task_file in args.tasks:
-        measured, total = record_landscape(task_file, args.runs_dir, args.missing_only)
-        print(f"{task_file.stem}: {measured} configs measured now; the landscape took {total / 60:.1f} min of "
-              f"measurement in all", flush=True)
+    handle_interrupts()  # SIGTERM kills the measuring worker's group too, as in infertune measure
+    try:
+        for task_file in args.tasks:
+            measured, total = record_landscape(task_file, args.runs_dir, args.missing_only)
+            print(f"{task_file.stem}: {measured} configs measured now; the landscape took {total / 60:.1f} min of "
+                  f"measurement in all", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted; every finished config is in its landscape's .jsonl (run again to go on)",
+              file=sys.stderr)
+        return 130
     return 0
 
 

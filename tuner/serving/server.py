@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -15,9 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tuner.interrupts import die_with_parent
+
 HEALTH_POLL_S = 0.25
 STOP_GRACE_S = 5.0
-PR_SET_PDEATHSIG = 1
 
 
 class ServerFailed(Exception):
@@ -38,8 +38,7 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     """In the child before exec: be killed when the tuner dies, even by SIGKILL (no orphaned server)."""
-    with contextlib.suppress(OSError):  # not Linux: the parent's own cleanup still stops the group
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent(signal.SIGKILL)
 
 
 def log_tail(path: Path, lines: int = 20) -> list[str]:
