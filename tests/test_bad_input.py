@@ -20,6 +20,11 @@ def _file(tmp: Path, name: str, text: str) -> str:
     return str(tmp / name)
 
 
+def _bytes(tmp: Path, name: str, data: bytes) -> str:
+    (tmp / name).write_bytes(data.replace(b"SPACE", str(SPACE).encode()))
+    return str(tmp / name)
+
+
 def _serving(tmp: Path, name: str, fields: str, space: str = "serving-tiny") -> str:
     """A serving task file whose workload has ``fields`` beside its mode and prompt."""
     return _file(tmp, name, f"id: x\nmodel: {{tiny: {{}}}}\nsearch_space: {space}\n"
@@ -106,6 +111,33 @@ CASES = [
      f"escape.yaml: id: {NAME_RULE} (got '../../outside/x')"),
     ("a run another process is using", lambda tmp: ["tune", str(REPLAY), "--resume", _busy(tmp), "--no-mlflow"],
      "--resume: the run is in use by process"),
+    ("a task file that is not UTF-8", lambda tmp: ["measure", _bytes(
+        tmp, "latin1.yaml", b"id: x\nmodel: {tiny: {}}\nsearch_space: SPACE\nworkload: {prompts: [caf\xe9]}\n")],
+     "latin1.yaml: line 4: not UTF-8 text: byte 0xe9 cannot be decoded"),
+    ("a key given twice in a YAML file", lambda tmp: ["measure", _file(
+        tmp, "twice.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: SPACE\nworkload: {prompts: [hi]}\nid: y\n")],
+     "twice.yaml: line 5: malformed YAML: key 'id' appears twice in one mapping"),
+    ("a negative seed", lambda tmp: ["tune", str(REPLAY), "--seed", "-1", "--no-mlflow"],
+     "argument --seed: must be an integer from 0 to 4294967295 (got '-1')"),
+    ("a policy file that does not exist", lambda tmp: ["tune", str(REPLAY), "--agent", "ppo", "--policy",
+                                                       "nope.zip.zip", "--no-mlflow"],
+     "--policy: no such file; give a .zip saved by infertune pretrain or a ppo run, or 'none' (got 'nope.zip.zip')"),
+    ("a policy file that is not a saved policy", lambda tmp: ["tune", str(REPLAY), "--agent", "ppo", "--policy",
+                                                              _file(tmp, "policy.zip", "not a zip"), "--no-mlflow"],
+     "--policy: not a saved policy (a .zip from infertune pretrain or a ppo run)"),
+    ("no agent in --agents", lambda tmp: ["compare", str(REPLAY), "--agents", ",", "--no-mlflow"],
+     "--agents: name at least one agent of random, optuna, ppo (got ',')"),
+    ("a runs folder that is a file", lambda tmp: ["--runs-dir", _file(tmp, "afile", ""), "tune", str(REPLAY)],
+     "--runs-dir: is a file, not a folder"),
+    ("a runs folder that cannot be created", lambda tmp: ["--runs-dir", _file(tmp, "plain", "") + "/runs", "tune",
+                                                          str(REPLAY)],
+     "--runs-dir: cannot write there (Not a directory)"),
+    ("a config file of the wrong shape", lambda tmp: ["measure", str(TINY), "--config", _file(
+        tmp, "hf.json", '{"kind": "infertune.hf-export", "infertune_config": 5}'), "--no-mlflow"],
+     "hf.json: infertune_config: must be an object of knob: value (got 5)"),
+    ("a knob value in a config file that is not a value", lambda tmp: ["measure", str(TINY), "--config", _file(
+        tmp, "plain.json", '{"batch_size": [1]}'), "--no-mlflow"],
+     "plain.json: batch_size: a knob's value is a string, number or true/false (got [1])"),
     ("resume of a run whose task files changed", lambda tmp: ["tune", str(REPLAY), "--resume", _run_json(
         tmp, "old", {"task": "smollm2-cpu-replay", "inputs": {"task file": "0" * 64}}), "--no-mlflow"],
      "--resume: the task's files changed since the run started ("),
