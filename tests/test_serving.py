@@ -53,13 +53,19 @@ def _our_servers() -> list[str]:
 def serving_run(tmp_path_factory: pytest.TempPathFactory):
     """One measured serving config (the reference's own settings) and the measurer's process facts after close."""
     task = load_task(TINY_SERVING)
-    run_dir = tmp_path_factory.mktemp("runs") / "serving"
-    with Evaluator(task, run_dir, use_cache=False) as evaluator:
-        record = evaluator.evaluate({"max_num_seqs": 8, "max_batch_tokens": 256, "quantization": "none"})
-        server_pid = evaluator.measurer.pid
-        refused = evaluator.evaluate({"max_num_seqs": 1, "max_batch_tokens": 64, "quantization": "int8-weight-only"})
-        starts = evaluator.measurer.starts
-    return record, refused, server_pid, starts, run_dir
+    runs = tmp_path_factory.mktemp("runs")
+    here = Path.cwd()
+    os.chdir(runs)  # a relative runs folder (--runs-dir runs), as users give it: the load generator runs elsewhere
+    try:
+        with Evaluator(task, Path("serving"), use_cache=False) as evaluator:
+            record = evaluator.evaluate({"max_num_seqs": 8, "max_batch_tokens": 256, "quantization": "none"})
+            server_pid = evaluator.measurer.pid
+            refused = evaluator.evaluate({"max_num_seqs": 1, "max_batch_tokens": 64,
+                                          "quantization": "int8-weight-only"})
+            starts = evaluator.measurer.starts
+    finally:
+        os.chdir(here)
+    return record, refused, server_pid, starts, runs / "serving"
 
 
 def test_a_config_is_measured_on_a_real_server_under_load(serving_run):

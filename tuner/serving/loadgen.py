@@ -92,6 +92,7 @@ def scenario(base_url: str, model: str, data_file: Path, load: dict[str, Any], o
 def run_load(base_url: str, model: str, prompts: list[str], load: dict[str, Any], work_dir: Path, timeout_s: float,
              seed: int = 0) -> LoadRun:
     """Run GuideLLM once against ``base_url`` in its own process group; raises ``LoadFailed``."""
+    work_dir = work_dir.resolve()  # GuideLLM runs in it: a relative path would point at a folder below itself
     work_dir.mkdir(parents=True, exist_ok=True)
     data_file, output, log_path = work_dir / "prompts.jsonl", work_dir / "guidellm.json", work_dir / "guidellm.log"
     rows = [prompts[index % len(prompts)] for index in range(int(load["num_requests"]))]
