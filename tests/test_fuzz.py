@@ -57,6 +57,12 @@ class Workspace:
         self.count += 1
         return f"fuzz-{self.count}"
 
+    def copy_of_intact(self) -> tuple[str, Path, str]:
+        """A new copy of the intact run: its name, its folder, and the task file it was run on."""
+        name = self.name()
+        shutil.copytree(self.runs / "intact", self.runs / name, ignore=shutil.ignore_patterns("run.lock"))
+        return name, self.runs / name, self.write("task.yaml", yaml.safe_dump(self.task))
+
     def run(self, argv: list[str]) -> tuple[int, str]:
         """``infertune --runs-dir RUNS ARGV`` in this process: (exit code, stderr); any exception fails the test."""
         import contextlib
@@ -164,11 +170,9 @@ def test_fuzzed_recordings(workspace, data):
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_run_json_then_resume(workspace, data):
-    name = workspace.name()
-    shutil.copytree(workspace.runs / "intact", workspace.runs / name, ignore=shutil.ignore_patterns("run.lock"))
-    settings_file = workspace.runs / name / "run.json"
+    name, folder, task_file = workspace.copy_of_intact()
+    settings_file = folder / "run.json"
     settings_file.write_bytes(_file(data, json.loads(settings_file.read_text()), as_yaml=False))
-    task_file = workspace.write("task.yaml", yaml.safe_dump(workspace.task))
     _each(workspace, [["tune", task_file, "--resume", name, "--budget", "4", "--no-mlflow"], ["show", name],
                       ["report", name]])
 
@@ -176,14 +180,12 @@ def test_fuzzed_run_json_then_resume(workspace, data):
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_records_then_show_resume_export(workspace, data):
-    name = workspace.name()
-    shutil.copytree(workspace.runs / "intact", workspace.runs / name, ignore=shutil.ignore_patterns("run.lock"))
-    records = workspace.runs / name / "records.jsonl"
+    name, folder, task_file = workspace.copy_of_intact()
+    records = folder / "records.jsonl"
     lines = records.read_text().splitlines()
     index = data.draw(st.integers(0, len(lines) - 1))
     lines[index] = _file(data, json.loads(lines[index]), as_yaml=False).decode("utf-8", "replace")
     records.write_text("\n".join(lines) + "\n")
-    task_file = workspace.write("task.yaml", yaml.safe_dump(workspace.task))
     _each(workspace, [["show", name], ["tune", task_file, "--resume", name, "--budget", "4", "--no-mlflow"],
                       ["export", name, "--to", "vllm"]])
 

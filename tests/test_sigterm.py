@@ -44,33 +44,39 @@ def _wait_for(condition, timeout_s: float) -> bool:
     return condition()
 
 
+def _sigterm_mid_measurement(process: subprocess.Popen, first_record: Path) -> tuple[int, str]:
+    """Once ``process`` has written a record and measures the next config, SIGTERM it; the worker's process group
+    must be gone within GONE_WITHIN_S, and so must ``process``. Returns (its exit code, its stderr)."""
+    worker = None
+    try:
+        assert _wait_for(lambda: first_record.is_file() and first_record.read_text().count("\n") >= 1,
+                         FIRST_RECORD_S), process.stderr.read() if process.poll() is not None else "no record in time"
+        assert _wait_for(lambda: bool(_children(process.pid)), 10), "no measuring worker"
+        worker = _children(process.pid)[0]
+        assert b"tuner.measure.worker" in Path(f"/proc/{worker}/cmdline").read_bytes()
+        assert os.getpgid(worker) == worker  # the worker leads its own group: its children die with it
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert _wait_for(lambda: not _group_members(worker), GONE_WITHIN_S), _group_members(worker)
+        _, stderr = process.communicate(timeout=GONE_WITHIN_S)
+        assert time.monotonic() - signalled < GONE_WITHIN_S
+    finally:
+        if process.poll() is None:
+            process.kill()
+        if worker is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker, signal.SIGKILL)
+    return process.returncode, stderr
+
+
 def test_sigterm_kills_the_worker_at_once_and_keeps_the_records(tmp_path):
     runs = tmp_path / "runs"
     records = runs / "t" / "records.jsonl"
     cli = subprocess.Popen([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "tune",
                             str(tiny_without_compile(tmp_path)), "--agent", "random", "--budget", "12", "--run", "t"],
                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    worker = None
-    try:
-        # a record is written and the worker measures the next config: SIGTERM lands mid-measurement
-        assert _wait_for(lambda: records.is_file() and records.read_text().count("\n") >= 1, FIRST_RECORD_S), \
-            cli.stderr.read() if cli.poll() is not None else "no record in time"
-        assert _wait_for(lambda: bool(_children(cli.pid)), 10), "no measuring worker"
-        worker = _children(cli.pid)[0]
-        assert b"tuner.measure.worker" in Path(f"/proc/{worker}/cmdline").read_bytes()
-        assert os.getpgid(worker) == worker  # the worker leads its own group: its children die with it
-        cli.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        assert _wait_for(lambda: not _group_members(worker), GONE_WITHIN_S), _group_members(worker)
-        stdout, stderr = cli.communicate(timeout=GONE_WITHIN_S)
-        assert time.monotonic() - signalled < GONE_WITHIN_S
-    finally:
-        if cli.poll() is None:
-            cli.kill()
-        if worker is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker, signal.SIGKILL)
-    assert cli.returncode == 130, stderr
+    code, stderr = _sigterm_mid_measurement(cli, records)  # SIGTERM lands mid-measurement
+    assert code == 130, stderr
     assert stderr.splitlines() == [f"infertune: interrupted; every finished measurement is in records.jsonl; resume "
                                    f"with: infertune tune {tmp_path / 'tiny.yaml'} --resume t"], stderr
     lines = records.read_text().splitlines()
@@ -114,22 +120,8 @@ def test_sigterm_stops_the_landscape_recorder_and_its_worker(tmp_path):
     recorder = subprocess.Popen([sys.executable, "-m", "tuner.library.record", str(task), "--runs-dir",
                                  str(tmp_path / "runs")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-    worker = None
-    try:
-        assert _wait_for(lambda: landscape.is_file() and landscape.read_text().count("\n") >= 1, FIRST_RECORD_S), \
-            recorder.stderr.read() if recorder.poll() is not None else "no record in time"
-        assert _wait_for(lambda: bool(_children(recorder.pid)), 10), "no measuring worker"
-        worker = _children(recorder.pid)[0]
-        recorder.send_signal(signal.SIGTERM)
-        assert _wait_for(lambda: not _group_members(worker), GONE_WITHIN_S), _group_members(worker)
-        _, stderr = recorder.communicate(timeout=GONE_WITHIN_S)
-    finally:
-        if recorder.poll() is None:
-            recorder.kill()
-        if worker is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker, signal.SIGKILL)
-    assert recorder.returncode == 130, stderr
+    code, stderr = _sigterm_mid_measurement(recorder, landscape)
+    assert code == 130, stderr
     assert stderr.splitlines() == ["interrupted; every finished config is in its landscape's .jsonl (run again to "
                                    "go on)"]
     assert all(json.loads(line)["config"] for line in landscape.read_text().splitlines())
