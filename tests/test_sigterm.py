@@ -168,3 +168,11 @@ def test_sigterm_stops_parallel_ppo_envs_and_their_workers(tmp_path):
     assert cli.returncode == 130, stderr
     assert stderr.splitlines()[-1].startswith("infertune: interrupted; every finished measurement is in"), stderr
     assert "Traceback" not in stderr
+
+
+def test_a_second_signal_while_the_first_unwinds_changes_nothing():
+    done = subprocess.run([sys.executable, "-c", "import signal\nfrom tuner import interrupts\n"
+                           "try:\n    interrupts._interrupted(signal.SIGTERM, None)\nexcept KeyboardInterrupt:\n"
+                           "    interrupts._interrupted(signal.SIGTERM, None)  # pkill twice: no second raise\n"
+                           "    print('unwound once')\n"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "unwound once\n", done.stderr

@@ -8,20 +8,24 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import NoReturn
 
 from tuner.measure.launcher import kill_every_worker
 
 PR_SET_PDEATHSIG = 1
+_unwinding = threading.Event()  # set by the first interrupt: the process is on its way out
 
 
 def _ignore_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
     """After an interrupt, objects it cut off mid-update (a SQLAlchemy session) fail in finalizers: say nothing."""
 
 
-def _interrupted(signum: int, frame: FrameType | None) -> NoReturn:
-    """SIGINT or SIGTERM: kill the measuring workers at once, then unwind as Ctrl-C does."""
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGINT or SIGTERM: kill the measuring workers at once, then unwind as Ctrl-C does (once: a second signal
+    while the first unwinds, as from ``pkill`` twice or an impatient Ctrl-C, would break the one-line goodbye)."""
     kill_every_worker()
+    if _unwinding.is_set():
+        return
+    _unwinding.set()
     # the interrupt may land inside a library's bookkeeping; its finalizers would print tracebacks on the way out
     sys.unraisablehook = _ignore_unraisable
     raise KeyboardInterrupt
