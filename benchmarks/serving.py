@@ -3,7 +3,12 @@
 own defaults, (c) the best config ``infertune tune`` finds on the serving task in a budget of 12; and the harness's
 overhead per trial (server start, warm-up, accuracy, load generator start-up) as a share of wall time.
 
-    python benchmarks/serving.py [--task envs/smollm2-cpu-serving.yaml] [--run RUN | --budget 12] [--out DIR]
+    python benchmarks/serving.py [--task envs/smollm2-cpu-serving.yaml] [--run RUN | --budget 12]
+                                 [--tune-on envs/smollm2-cpu-serving-replay.yaml] [--out DIR]
+
+``--tune-on`` runs the budget-12 search on the recorded serving landscape of the same task (each config there
+was measured under the same load and SLOs), so (c) costs seconds instead of 12 live measurements; (a), (b) and
+(c) are then measured live, side by side.
 
 Target (issue 12): (c) >= 1.5x the goodput of (b) at the same SLOs, or the measured reason why not.
 """
@@ -31,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tuned_best(task_file: Path, runs_dir: Path, run: str | None, budget: int) -> dict[str, Any]:
     """The best deployable config of a finished tune run, running ``infertune tune`` first when none is named."""
     if run is None:
-        run = f"serving-bench-optuna-b{budget}"
+        run = f"serving-bench-optuna-b{budget}-{load_task(task_file).id}"
         subprocess.run([sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs_dir), "tune", str(task_file),
                         "--agent", "optuna", "--budget", str(budget), "--run", run, "--no-mlflow"], check=True)
     best = best_record(read_records(runs_dir / run / "records.jsonl"))
@@ -75,11 +80,14 @@ def main() -> None:
     parser.add_argument("--task", type=Path, default=ROOT / "envs" / "smollm2-cpu-serving.yaml")
     parser.add_argument("--run", help="a finished tune run on the task whose best config is (c)")
     parser.add_argument("--budget", type=int, default=12)
+    parser.add_argument("--tune-on", type=Path, help="search for (c) on this task instead (the recorded landscape "
+                        "of --task, replayed)")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks" / "serving")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    best = tuned_best(args.task, args.runs_dir, args.run, args.budget)
+    best = tuned_best(args.tune_on or args.task, args.runs_dir, args.run, args.budget)
+    print(f"(c) is the best config of a budget-{args.budget} optuna search on {args.tune_on or args.task}: {best}")
     variants = [("a: no continuous batching", {"dtype": best.get("dtype", "float32")}, False),
                 ("b: continuous batching, engine defaults", {}, True),
                 ("c: tuned by infertune", best, True)]
