@@ -117,6 +117,11 @@ CASES = [
     ("a key given twice in a YAML file", lambda tmp: ["measure", _file(
         tmp, "twice.yaml", "id: x\nmodel: {tiny: {}}\nsearch_space: SPACE\nworkload: {prompts: [hi]}\nid: y\n")],
      "twice.yaml: line 5: malformed YAML: key 'id' appears twice in one mapping"),
+    ("a list as a YAML key", lambda tmp: ["measure", _file(tmp, "listkey.yaml", "? [a, b]\n: 1\n")],
+     "listkey.yaml: line 1: malformed YAML: found unhashable key"),
+    ("a damaged setting in run.json", lambda tmp: ["tune", str(REPLAY), "--resume", _run_json(
+        tmp, "damaged", {"task": "smollm2-cpu-replay", "agent": "optuna", "storage": 5}), "--no-mlflow"],
+     "run.json: storage: damaged run setting; start a new run (got 5)"),
     ("a negative seed", lambda tmp: ["tune", str(REPLAY), "--seed", "-1", "--no-mlflow"],
      "argument --seed: must be an integer from 0 to 4294967295 (got '-1')"),
     ("a policy file that does not exist", lambda tmp: ["tune", str(REPLAY), "--agent", "ppo", "--policy",
@@ -160,3 +165,10 @@ def test_readme_lists_every_user_error():
     for what, _, message in CASES:
         assert f"| {what} |" in table, what
         assert message.split(" (got")[0].replace("|", "\\|") in table, message
+
+
+def test_yaml_anchors_and_merge_keys_still_load(tmp_path):
+    from tuner.space.loader import read_yaml
+
+    path = Path(_file(tmp_path, "merge.yaml", "base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n"))
+    assert read_yaml(path) == {"base": {"x": 1}, "other": {"x": 1, "y": 2}}

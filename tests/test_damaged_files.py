@@ -15,6 +15,7 @@ from tests.conftest import REPLAY, ROOT
 from tests.test_cache import _measure_ok
 from tuner.evaluator import Evaluator
 from tuner.measure.backends.replay import read_recording
+from tuner.measure.cache import MeasurementCache
 from tuner.records import read_records
 
 RECORDING = ROOT / "envs" / "recordings" / "smollm2-cpu.jsonl"
@@ -56,15 +57,27 @@ def test_lines_that_are_not_records_are_skipped_by_every_command(tmp_path):
     assert records.read_text().splitlines()[:3] == good  # nothing written before is touched
 
 
-def test_a_recording_line_with_a_text_metric_is_skipped(tmp_path, capsys):
+def test_recording_lines_of_the_wrong_shape_are_skipped(tmp_path, capsys):
     rows = RECORDING.read_text().splitlines()
-    broken = json.loads(rows[5])
-    broken["metrics"]["tokens_per_s"] = "fast"
+    text_metric, no_metrics, text_error, list_fingerprint = (json.loads(rows[index]) for index in range(5, 9))
+    text_metric["metrics"]["tokens_per_s"] = "fast"
+    no_metrics["metrics"] = 5
+    text_error["error"] = "boom"
+    list_fingerprint["fingerprint"] = [1]
     recording = tmp_path / "recording.jsonl"
-    recording.write_text("\n".join([*rows[:5], json.dumps(broken), *rows[6:]]) + "\n")
-    assert len(read_recording(recording)) == len(rows) - 1
+    damaged = [json.dumps(row) for row in (text_metric, no_metrics, text_error, list_fingerprint)]
+    recording.write_text("\n".join([*rows[:5], *damaged, *rows[9:]]) + "\n")
+    assert len(read_recording(recording)) == len(rows) - 4
     assert capsys.readouterr().err.splitlines() == [
-        f'infertune: warning: {recording}:6: metrics.tokens_per_s is "fast", not a number or null; line skipped']
+        f'infertune: warning: {recording}:6: metrics.tokens_per_s is "fast", not a number or null; line skipped',
+        f"infertune: warning: {recording}:7: metrics is 5, not an object or null; line skipped",
+        f'infertune: warning: {recording}:8: error is "boom", not an object or null; line skipped',
+        f"infertune: warning: {recording}:9: fingerprint is [1], not an object; line skipped"]
+
+
+def test_a_cache_entry_that_is_not_utf8_is_a_miss(tmp_path):
+    (tmp_path / "k.json").write_bytes(b'{"run": "caf\xe9"}')
+    assert MeasurementCache(tmp_path).get("k") is None
 
 
 def test_a_cache_entry_of_the_wrong_shape_is_a_miss_measured_again(tmp_path, tiny_task, capsys):
@@ -101,6 +114,16 @@ def test_an_unreachable_tracking_database_costs_one_warning_and_seconds(tmp_path
     assert warnings[1] == "infertune: warning: 5 MLflow upload(s) failed; infertune sync d uploads what is missing"
     assert "pw-SECRET-42" not in result.stdout + result.stderr
     assert elapsed < 60  # MLflow alone retries a database for ~102 s
+
+
+def test_export_of_a_run_id_with_the_store_down_says_so(tmp_path):
+    uri = f"postgresql://tuner:pw-SECRET-42@127.0.0.1:{_closed_port()}/mlflow"
+    result = infertune("export", "0123abcd", "--to", "vllm", runs=tmp_path / "runs", env={"MLFLOW_TRACKING_URI": uri})
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("infertune: error: RUN_ID: cannot look the run id up in the MLflow store: "
+                           "(psycopg.OperationalError) connection failed") and line.endswith("(got '0123abcd')")
+    assert "pw-SECRET-42" not in result.stderr
 
 
 def test_export_of_an_unknown_run_id_creates_no_store(tmp_path):

@@ -7,12 +7,14 @@ import ctypes
 import signal
 import sys
 import threading
+import time
 from types import FrameType
 
 from tuner.measure.launcher import kill_every_worker
 
 PR_SET_PDEATHSIG = 1
-_unwinding = threading.Event()  # set by the first interrupt: the process is on its way out
+REPEAT_WINDOW_S = 10.0  # a second signal within this of the first only kills workers again; a later one raises
+_first_interrupt: list[float] = []  # monotonic time of the interrupt being unwound (empty: none)
 
 
 def _ignore_unraisable(unraisable: sys.UnraisableHookArgs) -> None:
@@ -23,9 +25,10 @@ def _interrupted(signum: int, frame: FrameType | None) -> None:
     """SIGINT or SIGTERM: kill the measuring workers at once, then unwind as Ctrl-C does (once: a second signal
     while the first unwinds, as from ``pkill`` twice or an impatient Ctrl-C, would break the one-line goodbye)."""
     kill_every_worker()
-    if _unwinding.is_set():
+    now = time.monotonic()
+    if _first_interrupt and now - _first_interrupt[0] < REPEAT_WINDOW_S:
         return
-    _unwinding.set()
+    _first_interrupt[:] = [now]  # a later one raises again: the first may have been swallowed by a finalizer
     # the interrupt may land inside a library's bookkeeping; its finalizers would print tracebacks on the way out
     sys.unraisablehook = _ignore_unraisable
     raise KeyboardInterrupt
@@ -41,6 +44,7 @@ def handle_interrupts() -> None:
     """SIGTERM (a scheduler, ``kill``, ``timeout``) ends a run as Ctrl-C does; both kill the worker at once."""
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread (main() called in-process by a thread)
+    _first_interrupt.clear()  # a new command in this process (tests call main() many times)
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored by who started us (a script's & job): stays so
             signal.signal(signum, _interrupted)

@@ -101,7 +101,9 @@ RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
     "run": str, "task": str, "space": str, "trial": int, "agent": str, "config": dict, "status": str,
     "error": _MAYBE_DICT, "metrics": dict, "objective": _MAYBE_NUMBER, "feasible": bool, "cached": bool,
     "fingerprint": dict, "started_at": str, "duration_s": _MAYBE_NUMBER}
-OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {"info": dict, "features": _MAYBE_DICT}
+# checked when present (a recording needs only config and status; what it has must still be of the right type)
+OPTIONAL_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "info": dict, "features": _MAYBE_DICT, "metrics": _MAYBE_DICT, "error": _MAYBE_DICT, "fingerprint": dict}
 RECORDING_FIELDS: dict[str, type | tuple[type, ...]] = {"config": dict, "status": str}  # all a replay needs
 
 
@@ -111,7 +113,8 @@ def shape_problem(data: Any, required: dict[str, type | tuple[type, ...]]) -> st
 
     if not isinstance(data, dict):
         return f"{json.dumps(data)[:40]} is not a record (a JSON object)"
-    for name, kind in {**required, **OPTIONAL_FIELDS}.items():
+    optional = {name: kind for name, kind in OPTIONAL_FIELDS.items() if name not in required}
+    for name, kind in {**required, **optional}.items():  # in order, and a required field's own type
         if name not in data:
             if name in required:
                 return f"{name} is missing"

@@ -14,6 +14,7 @@ from tuner.names import NAME_RULE, is_name
 from tuner.objective import ObjectiveSpec, objective_from_dict
 from tuner.space import SearchSpace, find_space, load_space
 from tuner.space.loader import read_yaml
+from tuner.text_file import read_text
 
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("gguf", "path", "hf_id", "tiny")
@@ -245,7 +246,7 @@ def _prompts(value: Any, reader: _Reader, field_name: str, task_file: Path) -> t
         path = task_file.parent / value
         if not path.is_file():
             raise reader.fail("prompt file not found", field_name, value)
-        value = [line for line in path.read_text().splitlines() if line.strip()]
+        value = [line for line in read_text(path).splitlines() if line.strip()]
     if not isinstance(value, list) or not value or not all(isinstance(item, str) and item for item in value):
         raise reader.fail("must be a non-empty list of strings", field_name)
     return tuple(value)

@@ -148,6 +148,10 @@ class PPOAgent(Agent):
             if self.n_envs > 1:
                 _stop_env_processes(env)  # close() would wait for envs busy measuring
             raise
+        except BaseException:
+            if self.n_envs > 1:
+                env.close()
+            raise
         if self.n_envs > 1:
             env.close()
         self._save(model, session)

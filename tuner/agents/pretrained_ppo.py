@@ -32,9 +32,10 @@ def is_pretrained(path: str | Path) -> bool:
     """Whether ``path`` is a pretrained policy: saved by ``infertune pretrain`` with its canonical values beside it."""
     meta = Path(path).with_suffix(".json")
     try:
-        return "canonical" in json.loads(meta.read_text())
-    except (OSError, ValueError, TypeError):
+        loaded = json.loads(meta.read_bytes())
+    except (OSError, ValueError):
         return False
+    return isinstance(loaded, dict) and isinstance(loaded.get("canonical"), dict)
 
 
 class PretrainedPPOAgent(Agent):

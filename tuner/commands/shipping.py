@@ -99,7 +99,8 @@ def cmd_sync(args: argparse.Namespace) -> int:
     summary_path = run_dir / "summary.json"
     summary = read_json_object(summary_path) or {}
     task = load_task(task_file_of(args, run_dir, records[0].task))
-    agent = summary.get("agent", {"agent": records[0].agent})
+    agent = summary.get("agent")
+    agent = agent if isinstance(agent, dict) else {"agent": records[0].agent}  # a damaged summary: what records say
     tracker = mlflow_mirror(args, task, run_dir.name, {**agent, "budget": summary.get("budget", "")})
     if tracker.parent_id is None:
         return 1
@@ -121,10 +122,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def _summary_best(records: list[Record], summary: dict[str, Any]) -> Record | None:
     """The record summary.json calls best; with ``--envs N`` it lives in env<i>/, so match it by content."""
     best = summary.get("best")
-    if best is None:
+    if not isinstance(best, dict):
         return None
     keys = ("trial", "config", "status", "objective", "cached")
-    matches = [record for record in records if all(getattr(record, key) == best[key] for key in keys)]
+    matches = [record for record in records if all(getattr(record, key) == best.get(key) for key in keys)]
     named = [record for record in matches if record.run == best.get("run", record.run)]
     return (named or matches or [None])[0]
 

@@ -41,11 +41,32 @@ def _resume_folder(args: argparse.Namespace) -> Path:
     return run_dir
 
 
+# what run.json may hold for each setting a resumed run takes from it (None: not given when the run started)
+SAVED_TYPES: dict[str, tuple[type, ...]] = {
+    "agent": (str,), "seed": (int,), "sampler": (str,), "pareto": (bool,), "storage": (str,), "study": (str,),
+    "policy": (str,), "envs": (int,), "warm_start": (bool,), "budget": (int,), "no_cache": (bool,),
+    "cache_dir": (str,)}
+
+
+def _check_saved_types(saved: dict[str, Any], source: Path) -> None:
+    """A one-line error for a damaged run.json whose settings are of the wrong type (an edit, a bad sync)."""
+    for name, kinds in SAVED_TYPES.items():
+        value = saved.get(name)
+        if value is None:
+            continue
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        out_of_range = name in ("seed", "budget", "envs") and isinstance(value, int) and not (
+            0 <= value < 2**32 if name == "seed" else value > 0)
+        if not isinstance(value, kinds) or wrong_bool or out_of_range:
+            raise ConfigError("damaged run setting; start a new run", source=str(source), field=name, value=value)
+
+
 def _resumed(args: argparse.Namespace, task: TaskSpec, run_dir: Path) -> dict[str, Any]:
     """The interrupted run's settings (run.json); a contradicting flag or a changed task is a one-line error."""
     saved = read_json_object(run_dir / RUN_SETTINGS)
     if not isinstance(saved, dict):
         raise ConfigError(f"{run_dir / RUN_SETTINGS} is not a JSON object", field="--resume", value=args.resume)
+    _check_saved_types(saved, run_dir / RUN_SETTINGS)
     if saved.get("task") != task.id:
         raise ConfigError(f"the run tuned task {saved.get('task')!r}, not this one", field="--resume",
                           value=args.resume)

@@ -40,8 +40,8 @@ class MeasurementCache:
         or an infinity (never served; measured again and overwritten)."""
         path = self.folder / f"{key}.json"
         try:
-            stored = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
+            stored = json.loads(path.read_bytes())
+        except (OSError, ValueError):  # ValueError: bad JSON, and bytes that are not UTF-8
             return None
         if (rejected_shape(stored, RECORD_FIELDS, path, 1, then="a miss, measured again")
                 or rejected_non_finite(stored, path, 1)):

@@ -7,12 +7,27 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from tuner.errors import UserError
+from tuner.redact import redact_text
+from tuner.tracking.uri import bound_db_retries
+
 
 def find_trial(tracking_uri: str, run_id: str) -> tuple[str, int, str, str] | None:
     """(infertune run, trial, task file, trial's MLflow run id); a parent run resolves to its best trial."""
     if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
         return None  # no store yet: opening one would create it (a lookup writes nothing)
-    client = MlflowClient(tracking_uri=tracking_uri)
+    bound_db_retries(tracking_uri)
+    try:
+        return _find_trial(MlflowClient(tracking_uri=tracking_uri), run_id)
+    except (KeyError, ValueError):  # a run whose tags are not infertune's
+        return None
+    except Exception as error:  # an unreachable store: say so, not "no such run"
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise UserError(f"cannot look the run id up in the MLflow store: {redact_text(first)}", field="RUN_ID",
+                        value=run_id) from None
+
+
+def _find_trial(client: MlflowClient, run_id: str) -> tuple[str, int, str, str] | None:
     try:
         run = client.get_run(run_id)
     except MlflowException:

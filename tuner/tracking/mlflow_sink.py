@@ -20,7 +20,7 @@ from mlflow.tracking import MlflowClient
 
 from tuner.records import Record
 from tuner.redact import redact_text
-from tuner.tracking.uri import bound_http_waits
+from tuner.tracking.uri import bound_db_retries, bound_http_waits
 
 bound_http_waits()  # already done by importing tuner.tracking; said here too, where the client is made
 
@@ -61,7 +61,7 @@ class MlflowSink:
         self.failures = 0
         self._warn = warn or (lambda message: print(message, file=sys.stderr, flush=True))
         self._training_step = 0
-        # a database store is connected to here (MLflow retries it, bounded in tuner.tracking.uri)
+        bound_db_retries(tracking_uri)  # a database store is connected to here
         self.client: MlflowClient | None = self._guard("connect", lambda: MlflowClient(tracking_uri=tracking_uri))
 
     def _guard(self, what: str, action: Callable[[], Any]) -> Any:

@@ -15,22 +15,31 @@ HTTP_WAIT_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST
 
 
 DB_ATTEMPTS = 3  # MLflow tries a database store 10 times over ~102 s before it gives up; 3 take 0.4 s
+_MLFLOW_DB_ATTEMPTS: list[int] = []  # MLflow's own count, kept for the embedded SQLite store
 
 
 def bound_http_waits() -> None:
     """Set MLflow's HTTP and database retry limits unless the user set them (every MlflowClient of the tool)."""
     for name, value in HTTP_WAIT_LIMITS.items():
         os.environ.setdefault(name, value)
-    from mlflow.store.db import utils as db_utils
-
-    # MLflow has no setting for it: the count is a module constant, read on each connect
-    db_utils.MAX_RETRY_COUNT = min(db_utils.MAX_RETRY_COUNT, DB_ATTEMPTS)
     # each retry logs the driver's whole error (3-5 lines); the one warning that counts is the tool's
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.ERROR)
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # the database set-up chatter is not the user's business
 
 
 bound_http_waits()  # on import: before any MlflowClient the tool makes (tuner.tracking imports this module)
+
+
+def bound_db_retries(tracking_uri: str) -> None:
+    """Few connection attempts for a database server (a mirror that is down costs 0.4 s, not ~102 s); MLflow's own
+    count for the embedded SQLite store, where a retry waits out another process's lock, not a dead server."""
+    from mlflow.store.db import utils as db_utils
+
+    if not _MLFLOW_DB_ATTEMPTS:
+        _MLFLOW_DB_ATTEMPTS.append(db_utils.MAX_RETRY_COUNT)
+    # MLflow has no setting for it: the count is a module constant, read on each connect
+    default = _MLFLOW_DB_ATTEMPTS[0]
+    db_utils.MAX_RETRY_COUNT = default if tracking_uri.startswith("sqlite:") else min(default, DB_ATTEMPTS)
 
 
 def default_tracking_uri(runs_dir: Path) -> str:
