@@ -159,10 +159,10 @@ def test_fuzzed_search_spaces(workspace, data):
 @FUZZ
 @given(data=st.data())
 def test_fuzzed_recordings(workspace, data):
-    lines = RECORDING.read_text().splitlines()
+    lines = RECORDING.read_bytes().splitlines()
     for index in data.draw(st.sets(st.integers(0, len(lines) - 1), min_size=1, max_size=4)):
-        lines[index] = _file(data, json.loads(lines[index]), as_yaml=False).decode("utf-8", "replace")
-    recording = workspace.write("recording.jsonl", "\n".join(lines) + "\n")
+        lines[index] = _file(data, json.loads(lines[index]), as_yaml=False)  # bytes: not always UTF-8
+    recording = workspace.write("recording.jsonl", b"\n".join(lines) + b"\n")
     task_file = workspace.write("task.yaml", yaml.safe_dump({**workspace.task, "recording": recording}))
     _each(workspace, _commands(data, workspace, task_file)[:3])
 
