@@ -17,19 +17,20 @@ from tuner.commands.tuning import cmd_compare, cmd_tune
 from tuner.errors import EveryConfigFails, UserError
 from tuner.interrupts import handle_interrupts
 from tuner.redact import install_redaction, redact_text
+from tuner.task import MAX_SEED
 
 READ_ONLY_COMMANDS = ("spaces", "envs", "runs", "show")  # the others write under the runs folder
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit
 
 
 def _seed(text: str) -> int:
-    """A --seed value: numpy, torch and Optuna all take 0 .. 2**32 - 1."""
+    """A --seed value, in the range a task's ``seed`` has."""
     try:
         seed = int(text)
     except ValueError:
         seed = -1
-    if not 0 <= seed < 2**32:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {2**32 - 1} (got {text!r})")
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED} (got {text!r})")
     return seed
 
 

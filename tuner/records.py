@@ -88,12 +88,11 @@ def read_records(path: Path) -> list[Record]:
             data = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if not rejected_shape(data, RECORD_FIELDS, path, number) and not rejected_non_finite(data, path, number):
+        if not rejected(data, RECORD_FIELDS, path, number):
             records.append(Record.from_dict(data))
     return records
 
 
-_NUMBER = (int, float)
 _MAYBE_NUMBER = (int, float, type(None))
 _MAYBE_DICT = (dict, type(None))
 # the type of every field a record must have (DESIGN §6); ``bool`` is refused where a number is wanted
@@ -134,6 +133,12 @@ def shape_problem(data: Any, required: dict[str, type | tuple[type, ...]]) -> st
 def _type_name(kind: type) -> str:
     return {"NoneType": "null", "str": "text", "int": "an integer", "float": "a number", "dict": "an object",
             "bool": "true/false"}.get(kind.__name__, kind.__name__)
+
+
+def rejected(data: Any, required: dict[str, type | tuple[type, ...]], source: Path | str, line: int,
+             then: str = "line skipped") -> bool:
+    """True when ``data`` is not a record of that shape or holds a NaN or an infinity (each warns once)."""
+    return rejected_shape(data, required, source, line, then) or rejected_non_finite(data, source, line)
 
 
 def rejected_shape(data: Any, required: dict[str, type | tuple[type, ...]], source: Path | str, line: int,

@@ -52,9 +52,6 @@ def is_run(path: Path) -> bool:
     return path.is_dir() and any((path / name).is_file() for name in RUN_FILES)
 
 
-_json = read_json_object
-
-
 def _started(path: Path, records: list[Record]) -> datetime | None:
     for record in records:
         try:
@@ -69,7 +66,7 @@ def _started(path: Path, records: list[Record]) -> datetime | None:
 
 def read_run(path: Path) -> RunFolder:
     """The run in ``path`` (a folder for which ``is_run`` holds)."""
-    compare = _json(path / "compare.json")
+    compare = read_json_object(path / "compare.json")
     if compare is not None or any((child / "run.json").is_file() for child in path.iterdir() if child.is_dir()):
         seeds = sorted((read_run(child) for child in path.iterdir() if is_run(child)), key=lambda run: run.name)
         records = [record for run in seeds for record in run.records]
@@ -79,8 +76,8 @@ def read_run(path: Path) -> RunFolder:
                          ",".join(row.get("agent", "?") for row in agents) or None, (compare or {}).get("budget"),
                          _started(path, records), records, compare, seeds)
     records = read_records(path / "records.jsonl")
-    summary = _json(path / "summary.json")
-    settings = _json(path / "run.json")
+    summary = read_json_object(path / "summary.json")
+    settings = read_json_object(path / "run.json")
     if summary is None and settings is None:
         first = records[0] if records else None
         return RunFolder(path, "measure", "measured", first.task if first else None, first.agent if first else None,

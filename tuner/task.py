@@ -16,6 +16,7 @@ from tuner.space import SearchSpace, find_space, load_space
 from tuner.space.loader import read_yaml
 from tuner.text_file import read_text
 
+MAX_SEED = 2**32 - 1  # numpy, torch and Optuna all take seeds 0 .. 2**32 - 1
 DEVICES = ("auto", "cpu", "cuda")
 MODEL_SOURCES = ("gguf", "path", "hf_id", "tiny")
 BACKENDS = ("hf", "replay", "serving")  # serving: set by ``workload.mode: serving``, not written in the file
@@ -310,7 +311,7 @@ def load_task(path: str | Path) -> TaskSpec:
         accuracy=accuracy,
         objective=objective,
         budget=reader.integer(data, "budget", "", default=20),
-        seed=reader.integer(data, "seed", "", default=0, minimum=0, maximum=2**32 - 1),  # numpy's and torch's range
+        seed=reader.integer(data, "seed", "", default=0, minimum=0, maximum=MAX_SEED),
         timeout_s=reader.number(data, "timeout_s", "", default=600.0),
         description=str(data.get("description", "")),
         backend=backend,

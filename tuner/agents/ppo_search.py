@@ -148,12 +148,9 @@ class PPOAgent(Agent):
             if self.n_envs > 1:
                 _stop_env_processes(env)  # close() would wait for envs busy measuring
             raise
-        except BaseException:
+        finally:
             if self.n_envs > 1:
-                env.close()
-            raise
-        if self.n_envs > 1:
-            env.close()
+                env.close()  # returns at once after _stop_env_processes
         self._save(model, session)
 
     def _parallel_envs(self, session: TuningSession) -> SubprocVecEnv:

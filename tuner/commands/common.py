@@ -26,8 +26,9 @@ def check_runs_folder(args: argparse.Namespace) -> None:
     """A one-line error now, before any work, when the runs folder cannot be written (a file, read-only, no
     permission); else MLflow retries its SQLite store for minutes and the run dies with a traceback."""
     folder = runs_folder(args)
-    flag = "--runs-dir" if args.runs_dir else "$INFERTUNE_RUNS_DIR" if os.environ.get("INFERTUNE_RUNS_DIR") else None
-    where = {"field": flag or "runs folder", "value": str(folder)}
+    from_env = os.environ.get("INFERTUNE_RUNS_DIR")
+    flag = "--runs-dir" if args.runs_dir else "$INFERTUNE_RUNS_DIR" if from_env else "runs folder"
+    where = {"field": flag, "value": str(folder)}
     if folder.exists() and not folder.is_dir():
         raise UserError("is a file, not a folder", **where)
     try:

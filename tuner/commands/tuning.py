@@ -13,6 +13,7 @@ from tuner.journal import Journal, spent_budget
 from tuner.names import checked_name
 from tuner.redact import MASK, redact_url, same_url
 from tuner.run_lock import hold_run
+from tuner.task import MAX_SEED
 from tuner.text_file import read_json_object
 from tuner.tuning import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
 
@@ -56,7 +57,7 @@ def _check_saved_types(saved: dict[str, Any], source: Path) -> None:
             continue
         wrong_bool = isinstance(value, bool) and bool not in kinds
         out_of_range = name in ("seed", "budget", "envs") and isinstance(value, int) and not (
-            0 <= value < 2**32 if name == "seed" else value > 0)
+            0 <= value <= MAX_SEED if name == "seed" else value > 0)
         if not isinstance(value, kinds) or wrong_bool or out_of_range:
             raise ConfigError("damaged run setting; start a new run", source=str(source), field=name, value=value)
 

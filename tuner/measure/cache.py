@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tuner.records import RECORD_FIELDS, finite_or_null, rejected_non_finite, rejected_shape
+from tuner.records import RECORD_FIELDS, finite_or_null, rejected
 
 # Bumped when infertune's own measuring code changes what a recorded figure means, so older results miss.
 # 2: every config starts from a fresh compile state (before, compiled configs reused earlier configs' graphs).
@@ -43,10 +43,7 @@ class MeasurementCache:
             stored = json.loads(path.read_bytes())
         except (OSError, ValueError):  # ValueError: bad JSON, and bytes that are not UTF-8
             return None
-        if (rejected_shape(stored, RECORD_FIELDS, path, 1, then="a miss, measured again")
-                or rejected_non_finite(stored, path, 1)):
-            return None
-        return stored
+        return None if rejected(stored, RECORD_FIELDS, path, 1, then="a miss, measured again") else stored
 
     def put(self, key: str, record: Mapping[str, Any]) -> None:
         """Store a record under ``key`` (write to a temporary file, then rename)."""

@@ -8,7 +8,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tuner.errors import UserError
-from tuner.redact import redact_text
+from tuner.redact import first_line, redact_text
 from tuner.tracking.uri import bound_db_retries
 
 
@@ -22,9 +22,8 @@ def find_trial(tracking_uri: str, run_id: str) -> tuple[str, int, str, str] | No
     except (KeyError, ValueError):  # a run whose tags are not infertune's
         return None
     except Exception as error:  # an unreachable store: say so, not "no such run"
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise UserError(f"cannot look the run id up in the MLflow store: {redact_text(first)}", field="RUN_ID",
-                        value=run_id) from None
+        raise UserError(f"cannot look the run id up in the MLflow store: {redact_text(first_line(error))}",
+                        field="RUN_ID", value=run_id) from None
 
 
 def _find_trial(client: MlflowClient, run_id: str) -> tuple[str, int, str, str] | None:

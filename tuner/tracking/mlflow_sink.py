@@ -19,7 +19,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from tuner.records import Record
-from tuner.redact import redact_text
+from tuner.redact import first_line, redact_text
 from tuner.tracking.uri import bound_db_retries, bound_http_waits
 
 bound_http_waits()  # already done by importing tuner.tracking; said here too, where the client is made
@@ -71,9 +71,8 @@ class MlflowSink:
         except Exception as error:  # MLflow is a mirror: nothing it does may stop a run
             self.failures += 1
             if self.failures == 1:
-                first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-                self._warn(redact_text(f"infertune: warning: MLflow upload failed ({what}): {first}; the run goes "
-                                       "on (records.jsonl has everything; infertune sync uploads it later)"))
+                self._warn(redact_text(f"infertune: warning: MLflow upload failed ({what}): {first_line(error)}; the "
+                                       "run goes on (records.jsonl has everything; infertune sync uploads it later)"))
             return None
 
     def _experiment(self) -> str:

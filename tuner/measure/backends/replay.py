@@ -15,7 +15,7 @@ from tuner.errors import ConfigError
 from tuner.measure.faults import replay_delay
 from tuner.measure.protocol import error_payload
 from tuner.measure.status import Status
-from tuner.records import RECORDING_FIELDS, rejected_non_finite, rejected_shape
+from tuner.records import RECORDING_FIELDS, rejected
 from tuner.space import SearchSpace
 from tuner.text_file import read_text
 
@@ -31,7 +31,7 @@ def read_recording(path: Path) -> list[dict[str, Any]]:
             row = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if not rejected_shape(row, RECORDING_FIELDS, path, number) and not rejected_non_finite(row, path, number):
+        if not rejected(row, RECORDING_FIELDS, path, number):
             rows.append(row)
     return rows
 
