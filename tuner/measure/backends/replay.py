@@ -97,8 +97,12 @@ class ReplayMeasurer:
         if record is None:
             return {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {"replay": True},
                     "error": error_payload("NotRecorded", "not in recording"), "features": self.features}
+        recorded_info = record.get("info") if isinstance(record.get("info"), dict) else {}
+        # a serving record's load and SLOs say what its figures mean; exports quote them
+        measured_at = {key: recorded_info[key] for key in ("load", "slo") if isinstance(recorded_info.get(key), dict)}
         return {"status": record["status"], "metrics": dict(record.get("metrics") or {}), "error": record.get("error"),
-                "info": {"replay": True, "recorded_run": record.get("run"), "recorded_trial": record.get("trial")},
+                "info": {"replay": True, "recorded_run": record.get("run"), "recorded_trial": record.get("trial"),
+                         **measured_at},
                 "features": record.get("features") or self.features}
 
     def close(self) -> None:
