@@ -4,11 +4,15 @@ own defaults, (c) the best config ``infertune tune`` finds on the serving task i
 overhead per trial (server start, warm-up, accuracy, load generator start-up) as a share of wall time.
 
     python benchmarks/serving.py [--task envs/smollm2-cpu-serving.yaml] [--run RUN | --budget 12]
-                                 [--tune-on envs/smollm2-cpu-serving-replay.yaml] [--out DIR]
+                                 [--tune-on envs/smollm2-cpu-serving-replay.yaml | --rate 4]
+                                 [--rates 2,4] [--out DIR]
 
 ``--tune-on`` runs the budget-12 search on the recorded serving landscape of the same task (each config there
 was measured under the same load and SLOs), so (c) costs seconds instead of 12 live measurements; (a), (b) and
-(c) are then measured live, side by side.
+(c) are then measured live, side by side. ``--rates`` measures (b) and (c) again at other arrival rates of the
+same load (same requests, same seed), to show where the engine's defaults stop keeping up and whether the
+tuned config does better there. ``--rate`` tunes and measures at another arrival rate altogether: a copy of
+the task with only ``workload.rate`` changed (saved in ``--out``), searched live.
 
 Target (issue 12): (c) >= 1.5x the goodput of (b) at the same SLOs, or the measured reason why not.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -24,11 +29,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tuner.measure.backends.knobs import models_dir
 from tuner.records import read_records
 from tuner.serving.measurer import ServingMeasurer
 from tuner.session import best_record
-from tuner.task import load_task
+from tuner.task import ServingWorkload, TaskSpec, load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,10 +52,28 @@ def tuned_best(task_file: Path, runs_dir: Path, run: str | None, budget: int) ->
     return best.config
 
 
-def measure(task_file: Path, config: dict[str, Any], work_dir: Path, continuous_batching: bool) -> dict[str, Any]:
+def at_rate(task: TaskSpec, rate: float) -> TaskSpec:
+    """The task with its arrival rate replaced: the same requests, lengths, seed and SLOs."""
+    if not isinstance(task.workload, ServingWorkload) or task.workload.arrival == "concurrent":
+        raise SystemExit(f"{task.source}: --rates needs a serving workload with a poisson or constant arrival rate")
+    return dataclasses.replace(task, workload=dataclasses.replace(task.workload, rate=rate))
+
+
+def task_at_rate(task_file: Path, rate: float, out: Path) -> Path:
+    """A copy of a serving task file with only its arrival rate (and so its id) changed."""
+    data = yaml.safe_load(task_file.read_text())
+    data["workload"]["rate"] = rate
+    data["id"] = f"{data.get('id') or task_file.stem}-{rate:g}rps"
+    copy = out / f"{data['id']}.yaml"
+    copy.write_text(f"# {task_file} at {rate:g} requests/s (benchmarks/serving.py --rate)\n"
+                    + yaml.safe_dump(data, sort_keys=False))
+    return copy
+
+
+def measure(task: TaskSpec, config: dict[str, Any], work_dir: Path, runs_dir: Path,
+            continuous_batching: bool) -> dict[str, Any]:
     """One config of the task under its load, on a server of its own; the reply plus the trial's wall time."""
-    task = load_task(task_file)
-    measurer = ServingMeasurer(task.worker_spec(), task.space, work_dir, task.device, models_dir(work_dir.parent),
+    measurer = ServingMeasurer(task.worker_spec(), task.space, work_dir, task.device, models_dir(runs_dir),
                                continuous_batching=continuous_batching)
     started = time.perf_counter()
     try:
@@ -59,11 +84,11 @@ def measure(task_file: Path, config: dict[str, Any], work_dir: Path, continuous_
     return reply
 
 
-def row(name: str, config: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
-    """The figures the README quotes for one variant."""
+def row(name: str, rate: float | None, config: dict[str, Any], reply: dict[str, Any]) -> dict[str, Any]:
+    """The figures the README quotes for one variant at one arrival rate."""
     metrics, runs = reply["metrics"], reply["info"].get("runs", [])
     load_s = sum(run.get("load_s") or 0.0 for run in runs)
-    return {"variant": name, "status": reply["status"], "config": json.dumps(config, sort_keys=True),
+    return {"variant": name, "rate": rate, "status": reply["status"], "config": json.dumps(config, sort_keys=True),
             "goodput_rps": metrics.get("goodput_rps"), "requests_per_s": metrics.get("requests_per_s"),
             "ttft_p95_s": metrics.get("ttft_p95_s"), "itl_p95_s": metrics.get("itl_p95_s"),
             "server_start_s": metrics.get("server_start_s"), "warmup_s": metrics.get("warmup_s"),
@@ -82,34 +107,57 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=12)
     parser.add_argument("--tune-on", type=Path, help="search for (c) on this task instead (the recorded landscape "
                         "of --task, replayed)")
+    parser.add_argument("--rate", type=float, help="tune and measure at this arrival rate (requests/s) instead of "
+                        "the task's, searching live")
+    parser.add_argument("--rates", default="", help="comma-separated arrival rates (requests/s) at which to "
+                        "measure (b) and (c) again")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "benchmarks" / "serving")
     args = parser.parse_args()
+    try:
+        rates = [float(rate) for rate in args.rates.split(",") if rate.strip()]
+    except ValueError:
+        parser.error(f"argument --rates: comma-separated numbers of requests per second (got {args.rates!r})")
+    if any(rate <= 0 for rate in rates):
+        parser.error(f"argument --rates: each rate must be > 0 (got {args.rates!r})")
+    if args.rate is not None and (args.rate <= 0 or args.tune_on):
+        parser.error(f"argument --rate: a rate > 0, without --tune-on (a landscape recorded at another rate) "
+                     f"(got {args.rate})")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.rate is not None:
+        args.task = task_at_rate(args.task, args.rate, args.out)
+    task = load_task(args.task)
     best = tuned_best(args.tune_on or args.task, args.runs_dir, args.run, args.budget)
     print(f"(c) is the best config of a budget-{args.budget} optuna search on {args.tune_on or args.task}: {best}")
     variants = [("a: no continuous batching", {"dtype": best.get("dtype", "float32")}, False),
                 ("b: continuous batching, engine defaults", {}, True),
                 ("c: tuned by infertune", best, True)]
+    base_rate = task.workload.rate if isinstance(task.workload, ServingWorkload) else None
+    plan = [(name, base_rate, task, config, continuous) for name, config, continuous in variants]
+    plan += [(name, rate, at_rate(task, rate), config, True) for rate in rates for name, config, _ in variants[1:]]
     rows = []
-    for index, (name, config, continuous) in enumerate(variants):
-        print(f"measuring {name}: {config}", flush=True)
-        rows.append(row(name, config, measure(args.task, config, args.out / f"variant{index}", continuous)))
+    for index, (name, rate, variant_task, config, continuous) in enumerate(plan):
+        print(f"[{index + 1}/{len(plan)}] measuring {name} at {rate} req/s: {config}", flush=True)
+        rows.append(row(name, rate, config, measure(variant_task, config, args.out / f"variant{index}", args.runs_dir,
+                                                  continuous)))
         print(f"  {rows[-1]}", flush=True)
     with open(args.out / "serving.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     (args.out / "serving.json").write_text(json.dumps(rows, indent=1))
-    print("\n| variant | status | goodput req/s | req/s | TTFT p95 s | ITL p95 s | harness share of wall time |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| variant | offered req/s | status | goodput req/s | req/s | TTFT p95 s | ITL p95 s | harness share "
+          "of wall time |")
+    print("|---|---|---|---|---|---|---|---|")
     for entry in rows:
-        print(f"| {entry['variant']} | {entry['status']} | {shown(entry['goodput_rps'], '.2f')} | "
-              f"{shown(entry['requests_per_s'], '.2f')} | {shown(entry['ttft_p95_s'], '.3f')} | "
+        print(f"| {entry['variant']} | {shown(entry['rate'], 'g')} | {entry['status']} | "
+              f"{shown(entry['goodput_rps'], '.2f')} | {shown(entry['requests_per_s'], '.2f')} | "
+              f"{shown(entry['ttft_p95_s'], '.3f')} | "
               f"{shown(entry['itl_p95_s'], '.4f')} | {shown(entry['harness_share'], '.0%')} |")
-    b, c = rows[1]["goodput_rps"], rows[2]["goodput_rps"]
-    if isinstance(b, float) and isinstance(c, float) and b > 0:
-        print(f"\n(c) / (b) goodput: {c / b:.2f}x (target >= 1.5x)")
+    for b_row, c_row in [(rows[1], rows[2])] + list(zip(rows[3::2], rows[4::2], strict=True)):
+        b, c = b_row["goodput_rps"], c_row["goodput_rps"]
+        ratio = f"{c / b:.2f}x" if isinstance(b, float) and isinstance(c, float) and b > 0 else "n/a"
+        print(f"(c) / (b) goodput at {shown(b_row['rate'], 'g')} req/s: {ratio} (target >= 1.5x)")
     print(f"saved {args.out / 'serving.csv'} and serving.json")
 
 
