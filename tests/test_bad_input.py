@@ -130,6 +130,12 @@ CASES = [
     ("a policy file that is not a saved policy", lambda tmp: ["tune", str(REPLAY), "--agent", "ppo", "--policy",
                                                               _file(tmp, "policy.zip", "not a zip"), "--no-mlflow"],
      "--policy: not a saved policy (a .zip from infertune pretrain or a ppo run)"),
+    ("a pretrained policy on a space with knobs it never learned", lambda tmp: [
+        "tune", str(ROOT / "envs" / "smollm2-cpu-serving-replay.yaml"), "--agent", "ppo", "--policy",
+        str(ROOT / "policies" / "default.zip"), "--no-mlflow"],
+     "--policy: pretrained on the knobs batch_size, dtype, quantization, attn_implementation, cache_implementation, "
+     "compile, shard_count; this task's space also has max_num_seqs, max_batch_tokens, scheduler: use --policy none "
+     "to learn on it"),
     ("no agent in --agents", lambda tmp: ["compare", str(REPLAY), "--agents", ",", "--no-mlflow"],
      "--agents: name at least one agent of random, optuna, ppo (got ',')"),
     ("a runs folder that is a file", lambda tmp: ["--runs-dir", _file(tmp, "afile", ""), "tune", str(REPLAY)],

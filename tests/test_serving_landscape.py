@@ -62,3 +62,17 @@ def test_a_budget_12_search_on_the_replayed_landscape_exports_the_measured_servi
     assert f"measured under load: goodput_rps {best.metrics['goodput_rps']:.2f}" in text
     assert "load measured at: process poisson, rate 1.0, num_requests 24, max_tokens 32" in text
     assert "SLOs: ttft_p95_s <= 5.0, itl_p95_s <= 0.5" in text
+
+
+def test_ppo_on_a_serving_space_learns_from_scratch_with_one_warning_instead_of_the_static_policy(tmp_path: Path):
+    cli = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path / "runs")]
+    tuned = subprocess.run(cli + ["compare", str(REPLAY), "--agents", "ppo", "--budget", "4", "--seeds", "2",
+                                  "--no-mlflow"], capture_output=True, text=True, timeout=600)
+    assert tuned.returncode == 0, tuned.stderr[-2000:]
+    assert "Traceback" not in tuned.stderr
+    warning = ("infertune: warning: the shipped policy knows the knobs batch_size, dtype, quantization, "
+               "attn_implementation, cache_implementation, compile, shard_count, not max_num_seqs, max_batch_tokens, "
+               "scheduler; ppo learns on this task from scratch (--policy none)")
+    assert tuned.stderr.count(warning) == 1  # once, though compare builds an agent per seed
+    runs = sorted((tmp_path / "runs").rglob("records.jsonl"))
+    assert len(runs) == 2 and all(len(read_records(run)) == 4 for run in runs)

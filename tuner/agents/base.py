@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import abc
+import functools
+import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tuner.errors import UserError
 from tuner.session import TuningSession
+
+if TYPE_CHECKING:
+    from tuner.space import SearchSpace
 
 
 class Agent(abc.ABC):
@@ -42,7 +47,7 @@ def make_agent(name: str, **options: Any) -> Agent:
         known = ("sampler", "pareto", "storage", "study_name", "heartbeat_s", "warm_start")
         return OptunaAgent(**{key: value for key, value in options.items() if key in known and value is not None})
     if name == "ppo":
-        return _ppo_agent(options.get("policy"), options.get("save_to"), options.get("n_envs"))
+        return _ppo_agent(options.get("policy"), options.get("save_to"), options.get("n_envs"), options.get("space"))
     raise UserError("unknown agent; known: random, optuna, ppo", field="--agent", value=name)
 
 
@@ -58,17 +63,26 @@ def _check_policy_file(policy: str) -> None:
                         value=policy)
 
 
-def _ppo_agent(policy: str | None, save_to: str | None, n_envs: int | None) -> Agent:
+def _ppo_agent(policy: str | None, save_to: str | None, n_envs: int | None, space: SearchSpace | None) -> Agent:
     """The pretrained policy (the shipped default, or ``policy`` when it is a pretrained one) acts; ``policy``
     "none", or a policy saved by an earlier run, gives PPO that learns on the task itself."""
     from tuner.agents.ppo_search import PPOAgent
     from tuner.agents.pretrained_ppo import DEFAULT_POLICY, PretrainedPPOAgent, is_pretrained
+    from tuner.library.landscape import KNOBS
 
     if policy not in (None, "none"):
         _check_policy_file(policy)
     learning = policy == "none" or (policy is not None and not is_pretrained(policy))
     if policy is None and not is_pretrained(DEFAULT_POLICY):
         learning = True  # no shipped policy in this checkout: learn from scratch
+    foreign = [name for name in (space.names if space is not None else []) if name not in KNOBS]
+    if not learning and foreign:  # e.g. a serving space: the library's policies only know static-batch knobs
+        if policy is not None:
+            raise UserError(f"pretrained on the knobs {', '.join(KNOBS)}; this task's space also has "
+                            f"{', '.join(foreign)}: use --policy none to learn on it", field="--policy", value=policy)
+        _warn_once(f"infertune: warning: the shipped policy knows the knobs {', '.join(KNOBS)}, not "
+                   f"{', '.join(foreign)}; ppo learns on this task from scratch (--policy none)")
+        learning = True
     if not learning:
         if n_envs not in (None, 1):
             raise UserError("parallel environments are for PPO that learns on the task: add --policy none",
@@ -77,3 +91,9 @@ def _ppo_agent(policy: str | None, save_to: str | None, n_envs: int | None) -> A
     return PPOAgent(**{key: value for key, value in (("policy", None if policy == "none" else policy),
                                                        ("save_to", save_to), ("n_envs", n_envs))
                        if value is not None})
+
+
+@functools.cache
+def _warn_once(line: str) -> None:
+    """Print a warning once a process (compare builds an agent per seed)."""
+    print(line, file=sys.stderr, flush=True)

@@ -146,7 +146,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     seed = task.seed if settings["seed"] is None else settings["seed"]
     agent = make_agent(settings["agent"], sampler=settings["sampler"], pareto=settings["pareto"],
                        storage=settings["storage"], study_name=settings["study"], policy=settings["policy"],
-                       heartbeat_s=args.heartbeat, n_envs=settings["envs"],
+                       heartbeat_s=args.heartbeat, n_envs=settings["envs"], space=task.space,
                        warm_start=_warm_start_library(task.id) if settings["warm_start"] else None)
     hold_run(run_dir, "--run")  # a new run: locked once every flag is checked, before its folder is written
     args.active_run, args.env = run_dir.name, str(args.env)
@@ -185,7 +185,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError("must be a positive number of seeds", field="--seeds", value=args.seeds)
     out_dir = runs_folder(args) / run_name(args, "compare", task.id)
     hold_run(out_dir, "--run")
-    factories = [lambda name=name: make_agent(name, sampler=args.sampler) for name in names]
+    factories = [lambda name=name: make_agent(name, sampler=args.sampler, space=task.space) for name in names]
     settings = {"agents": ",".join(names), "budget": budget, "seeds": args.seeds}
     tracker = mlflow_mirror(args, task, out_dir.name, settings)
     report = run_compare(task, factories, budget=budget, seeds=range(args.seeds), out_dir=out_dir,
