@@ -128,7 +128,8 @@ class TaskSpec:
                                  "slo": dict(load.slo), "repeats": load.repeats,
                                  "warmup_requests": load.warmup_requests},
                     "accuracy": {"eval_prompts": list(self.accuracy.eval_prompts),
-                                 "new_tokens": self.accuracy.new_tokens, "reference": self.accuracy.reference}}
+                                 "new_tokens": self.accuracy.new_tokens, "reference": self.accuracy.reference,
+                                 **self._labeled_spec()}}
         return {
             "id": self.id,
             "model": self.model,
@@ -148,12 +149,16 @@ class TaskSpec:
                 "eval_prompts": list(self.accuracy.eval_prompts),
                 "new_tokens": self.accuracy.new_tokens,
                 "reference": self.accuracy.reference,
-                "labeled": None if self.accuracy.labeled is None else {
-                    "items": [dict(item) for item in self.accuracy.labeled.items],
-                    "new_tokens": self.accuracy.labeled.new_tokens,
-                },
+                **self._labeled_spec(),
             },
         }
+
+    def _labeled_spec(self) -> dict[str, Any]:
+        """The labeled set as the measurer gets it; a serving task without one adds nothing (its cache keys stay)."""
+        labeled = self.accuracy.labeled if self.accuracy is not None else None
+        if labeled is None:
+            return {} if isinstance(self.workload, ServingWorkload) else {"labeled": None}
+        return {"labeled": {"items": [dict(item) for item in labeled.items], "new_tokens": labeled.new_tokens}}
 
 
 class _Reader:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 _WORD = re.compile(r"[a-z0-9]+(?:[.'-][a-z0-9]+)*")
 
@@ -27,3 +28,10 @@ def parse_label(answer: str, choices: Sequence[str] | None = None) -> str:
     positions = [(position, choice) for choice in normalized
                  if (position := f" {text} ".find(f" {choice} ")) >= 0]
     return min(positions)[1] if positions else text
+
+
+def labeled_share(answers: Sequence[str], items: Sequence[Mapping[str, Any]]) -> float:
+    """Share of items whose parsed answer equals the item's parsed label (``task_accuracy``)."""
+    hits = sum(parse_label(answer, item.get("choices")) == parse_label(item["answer"], item.get("choices"))
+               for answer, item in zip(answers, items, strict=True))
+    return hits / len(items)

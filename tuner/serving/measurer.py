@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tuner.measure.fingerprint import fingerprint as machine_fingerprint
+from tuner.measure.labels import labeled_share
 from tuner.measure.protocol import error_payload
 from tuner.measure.status import Status
 from tuner.serving import knobs, loadgen
@@ -51,6 +52,7 @@ class ServingMeasurer:
         self._tokenizer: Any = None
         self._prompts: list[str] | None = None
         self._reference_texts: list[str] | None = None
+        self._reference_metrics: dict[str, Any] = {}  # the reference's task_accuracy, for min_ratio bounds
         self._features: dict[str, Any] | None = None
 
     @property
@@ -112,6 +114,7 @@ class ServingMeasurer:
         warmup_s = time.perf_counter() - warmup_started
         _phase(on_phase, "accuracy: greedy completions of the eval prompts")
         texts = self._eval_texts(server, deadline)
+        task_accuracy = self._task_accuracy(server, deadline, on_phase)
         runs = []
         for repeat in range(1, workload["repeats"] + 1):
             _phase(on_phase, f"load run {repeat} of {workload['repeats']}", load=self._load())
@@ -127,8 +130,11 @@ class ServingMeasurer:
             raise _Failure(Status.ERROR, "NoCompletedRequest", "no request of the load completed", server.tail())
         metrics.update(token_agree=token_agreement(self._tokenizer, texts, reference), warmup_s=warmup_s,
                        server_start_s=server.started_s, repeats=len(runs), cv=spread)
+        if task_accuracy is not None:
+            metrics["task_accuracy"] = task_accuracy
         info = {"load": self._load(), "slo": workload["slo"], "runs": runs, "failed_requests": failed,
-                "server": server.extra.get("argv"), "engine_gaps": server.extra.get("gaps", [])}
+                "server": server.extra.get("argv"), "engine_gaps": server.extra.get("gaps", []),
+                **({"reference_metrics": self._reference_metrics} if self._reference_metrics else {})}
         return self._reply(Status.OK if agree else Status.UNSTABLE, metrics, None, info)
 
     # --- the pieces ----------------------------------------------------------------------------------------
@@ -152,7 +158,7 @@ class ServingMeasurer:
         self._prompts = [self._render(prompt, workload["max_prompt_tokens"], workload["chat_template"])
                          for prompt in workload["prompts"]]
 
-    def _render(self, prompt: str, max_tokens: int, chat: bool) -> str:
+    def _render(self, prompt: str, max_tokens: int | None, chat: bool) -> str:
         ids = self._tokenizer.encode(prompt, add_special_tokens=False)[:max_tokens]
         text = self._tokenizer.decode(ids)
         if chat and getattr(self._tokenizer, "chat_template", None):
@@ -220,13 +226,31 @@ class ServingMeasurer:
                                 self.task["workload"]["chat_template"]) for prompt in accuracy["eval_prompts"]]
         return [self._complete(server, prompt, accuracy["new_tokens"], deadline) for prompt in prompts]
 
+    def _task_accuracy(self, server: RunningServer, deadline: float, on_phase: PhaseSink) -> float | None:
+        """The share of the labeled set this server answers right (greedy, parsed, exact-matched); None without one.
+
+        Prompts are sent whole, as the static backend sends them: a cut question would score another question.
+        """
+        labeled = self.task["accuracy"].get("labeled")
+        if not labeled:
+            return None
+        _phase(on_phase, f"scoring task accuracy ({len(labeled['items'])} labeled questions)")
+        chat = self.task["workload"]["chat_template"]
+        answers = [self._complete(server, self._render(item["prompt"], None, chat), labeled["new_tokens"], deadline)
+                   for item in labeled["items"]]
+        return labeled_share(answers, labeled["items"])
+
     def _reference(self, deadline: float, on_phase: PhaseSink) -> list[str]:
-        """The reference config's greedy completions of the eval prompts (its own server, once per measurer)."""
+        """The reference config's greedy completions of the eval prompts, and its task accuracy (its own server,
+        once per measurer)."""
         if self._reference_texts is None:
             reference = self.space.complete({key: value for key, value in self.task["accuracy"]["reference"].items()
                                              if key in self.space.names})
             _phase(on_phase, "reference answers (the reference config's server)")
-            self._reference_texts = self._eval_texts(self._serve(reference, deadline, on_phase), deadline)
+            server = self._serve(reference, deadline, on_phase)
+            self._reference_texts = self._eval_texts(server, deadline)
+            task_accuracy = self._task_accuracy(server, deadline, on_phase)
+            self._reference_metrics = {} if task_accuracy is None else {"task_accuracy": task_accuracy}
         return self._reference_texts
 
 

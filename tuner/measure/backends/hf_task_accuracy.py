@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from tuner.measure.backends.hf_timing import render_prompts
-from tuner.measure.labels import parse_label
+from tuner.measure.labels import labeled_share
 
 
 def greedy_answers(model: Any, tokenizer: Any, prompts: list[str], new_tokens: int, chat_template: bool,
@@ -34,6 +34,4 @@ def labeled_accuracy(model: Any, tokenizer: Any, items: list[dict[str, Any]], ne
                      device: str) -> float:
     """Share of items whose parsed greedy answer equals the item's label."""
     answers = greedy_answers(model, tokenizer, [item["prompt"] for item in items], new_tokens, chat_template, device)
-    hits = sum(parse_label(answer, item.get("choices")) == parse_label(item["answer"], item.get("choices"))
-               for answer, item in zip(answers, items, strict=True))
-    return hits / len(items)
+    return labeled_share(answers, items)
