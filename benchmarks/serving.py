@@ -90,6 +90,7 @@ def row(name: str, rate: float | None, config: dict[str, Any], reply: dict[str, 
     load_s = sum(run.get("load_s") or 0.0 for run in runs)
     return {"variant": name, "rate": rate, "status": reply["status"], "config": json.dumps(config, sort_keys=True),
             "goodput_rps": metrics.get("goodput_rps"), "requests_per_s": metrics.get("requests_per_s"),
+            "output_tokens_per_s": metrics.get("output_tokens_per_s"),
             "ttft_p95_s": metrics.get("ttft_p95_s"), "itl_p95_s": metrics.get("itl_p95_s"),
             "server_start_s": metrics.get("server_start_s"), "warmup_s": metrics.get("warmup_s"),
             "wall_s": reply["wall_s"], "harness_share": 1.0 - load_s / reply["wall_s"] if reply["wall_s"] else None,
