@@ -53,6 +53,7 @@ class ServingMeasurer:
         self._prompts: list[str] | None = None
         self._reference_texts: list[str] | None = None
         self._reference_metrics: dict[str, Any] = {}  # the reference's task_accuracy, for min_ratio bounds
+        self._task_accuracies: dict[str, float] = {}  # per engine settings: greedy answers do not change
         self._features: dict[str, Any] | None = None
 
     @property
@@ -234,11 +235,13 @@ class ServingMeasurer:
         labeled = self.task["accuracy"].get("labeled")
         if not labeled:
             return None
-        _phase(on_phase, f"scoring task accuracy ({len(labeled['items'])} labeled questions)")
-        chat = self.task["workload"]["chat_template"]
-        answers = [self._complete(server, self._render(item["prompt"], None, chat), labeled["new_tokens"], deadline)
-                   for item in labeled["items"]]
-        return labeled_share(answers, labeled["items"])
+        if server.identity not in self._task_accuracies:  # the reference's own config is scored once
+            _phase(on_phase, f"scoring task accuracy ({len(labeled['items'])} labeled questions)")
+            chat = self.task["workload"]["chat_template"]
+            answers = [self._complete(server, self._render(item["prompt"], None, chat), labeled["new_tokens"],
+                                      deadline) for item in labeled["items"]]
+            self._task_accuracies[server.identity] = labeled_share(answers, labeled["items"])
+        return self._task_accuracies[server.identity]
 
     def _reference(self, deadline: float, on_phase: PhaseSink) -> list[str]:
         """The reference config's greedy completions of the eval prompts, and its task accuracy (its own server,
