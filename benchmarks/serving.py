@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import subprocess
 import sys
@@ -50,13 +49,6 @@ def tuned_best(task_file: Path, runs_dir: Path, run: str | None, budget: int) ->
     if best is None:
         raise SystemExit(f"run {run} has no deployable config to compare")
     return best.config
-
-
-def at_rate(task: TaskSpec, rate: float) -> TaskSpec:
-    """The task with its arrival rate replaced: the same requests, lengths, seed and SLOs."""
-    if not isinstance(task.workload, ServingWorkload) or task.workload.arrival == "concurrent":
-        raise SystemExit(f"{task.source}: --rates needs a serving workload with a poisson or constant arrival rate")
-    return dataclasses.replace(task, workload=dataclasses.replace(task.workload, rate=rate))
 
 
 def task_at_rate(task_file: Path, rate: float, out: Path) -> Path:
@@ -135,7 +127,8 @@ def main() -> None:
                 ("c: tuned by infertune", best, True)]
     base_rate = task.workload.rate if isinstance(task.workload, ServingWorkload) else None
     plan = [(name, base_rate, task, config, continuous) for name, config, continuous in variants]
-    plan += [(name, rate, at_rate(task, rate), config, True) for rate in rates for name, config, _ in variants[1:]]
+    plan += [(name, rate, load_task(task_at_rate(args.task, rate, args.out)), config, True)
+             for rate in rates for name, config, _ in variants[1:]]
     rows = []
     for index, (name, rate, variant_task, config, continuous) in enumerate(plan):
         print(f"[{index + 1}/{len(plan)}] measuring {name} at {rate} req/s: {config}", flush=True)
