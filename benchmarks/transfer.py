@@ -111,14 +111,15 @@ def main() -> None:
         if only and name not in only:
             continue
         policy_path = out / "policies" / f"without-{name}-t{args.timesteps}-a{args.augment:g}.zip"
-        if not policy_path.is_file():
-            policy, _ = pretrain(fold.training, timesteps=args.timesteps, seed=0, augment=args.augment)
-            assert name not in policy.meta["trained_on"]
-            save_policy(policy, policy_path)
-        meta = json.loads(policy_path.with_suffix(".json").read_text())
-        if sorted(meta["trained_on"]) != sorted(landscape.name for landscape in fold.training):
-            raise SystemExit(f"{policy_path} was trained on another library: remove it or use another --out")
-        timings[name] = {"pretrain_s": meta["seconds"], "propose_s": proposal_seconds(policy_path, fold)}
+        if any(agent.startswith("ppo-pretrained") for agent in agents):  # only they need the fold's policy
+            if not policy_path.is_file():
+                policy, _ = pretrain(fold.training, timesteps=args.timesteps, seed=0, augment=args.augment)
+                assert name not in policy.meta["trained_on"]
+                save_policy(policy, policy_path)
+            meta = json.loads(policy_path.with_suffix(".json").read_text())
+            if sorted(meta["trained_on"]) != sorted(landscape.name for landscape in fold.training):
+                raise SystemExit(f"{policy_path} was trained on another library: remove it or use another --out")
+            timings[name] = {"pretrain_s": meta["seconds"], "propose_s": proposal_seconds(policy_path, fold)}
         task = replay_task(fold.heldout, out / "tasks")
         for agent in agents:
             # a budget-blind agent runs the largest budget only: the smaller ones are its prefixes
