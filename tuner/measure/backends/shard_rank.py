@@ -84,6 +84,7 @@ class RankBackend:
         from tuner.measure.backends.hf_accuracy import teacher_forced_logprobs
         from tuner.measure.backends.hf_timing import measure_generation
         from tuner.measure.faults import inject
+        from tuner.measure.memory import release_freed
 
         if request.get("fault_rank") == self.rank:
             inject(request.get("fault"))
@@ -115,6 +116,9 @@ class RankBackend:
                      "activation_peak_mb": sum(per_rank[1]), "loaded_weights": loaded, "load_s": load_s,
                      "quantized_modules": quantized,
                      "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
+        # Hand the measurement's freed heap back: untrimmed, a rank's RSS grew ~770 MB a SmolLM2 decode config
+        # (benchmarks/shard_rank_memory.py), until the kernel reclaimed memory under it mid-timing.
+        release_freed(self.device)
         return {"metrics": metrics, "info": info, "logprobs": logprobs, "task_accuracy": task_accuracy}
 
     def _gather(self, value: float) -> list[float]:
