@@ -117,9 +117,10 @@ def test_finalizers_failing_after_sigterm_print_nothing():
 def test_sigterm_stops_the_landscape_recorder_and_its_worker(tmp_path):
     task = tiny_without_compile(tmp_path)
     landscape = task.with_suffix(".jsonl")
+    # --max-foreign-cpu none: the other test process must not hold the first record back
     recorder = subprocess.Popen([sys.executable, "-m", "tuner.library.record", str(task), "--runs-dir",
-                                 str(tmp_path / "runs")], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                 str(tmp_path / "runs"), "--max-foreign-cpu", "none"], cwd=ROOT,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     code, stderr = _sigterm_mid_measurement(recorder, landscape)
     assert code == 130, stderr
     assert stderr.splitlines() == ["interrupted; every finished config is in its landscape's .jsonl (run again to "

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from tuner.measure.backends.knobs import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MEASUREMENT_VERSION, MeasurementCache, cache_key
+from tuner.measure.contention import ForeignLoad
 from tuner.measure.faults import after_record
 from tuner.measure.fingerprint import resolve_device
 from tuner.measure.launcher import WorkerClient
@@ -125,7 +126,7 @@ class Evaluator:
             return self._write(cached)
         else:
             payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault}
-            reply = self._measure(payload, full)
+            reply = self._measure_watching_the_machine(payload, full)
             self.measurements += 1
             self.features = reply.get("features") or self.features
         status = Status(reply["status"])
@@ -141,6 +142,17 @@ class Evaluator:
             self.cache.put(key, record.to_dict())
         record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config
         return self._write(record)
+
+    def _measure_watching_the_machine(self, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        """A live measurement; a worker's reply also says how many CPU cores other processes used meanwhile."""
+        if not isinstance(self.measurer, WorkerClient):  # a server and its load generator are not one group
+            return self._measure(payload, config)
+        load = ForeignLoad(lambda: [pid] if (pid := self.measurer.pid) else []).start()  # the worker leads its group
+        reply = self._measure(payload, config)
+        foreign = load.stop()
+        reply["info"] = {**(reply.get("info") or {}),
+                         "foreign_cpu_cores": None if foreign is None else round(foreign, 3)}
+        return reply
 
     def _measure(self, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         """One request to the measurer, with the observer told where it is."""

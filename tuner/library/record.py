@@ -5,6 +5,11 @@
 Resumable: a config already recorded (ok, infeasible or failed) is skipped, so a long grid is recorded in
 chunks; an ``unstable`` one is measured again (it never counts as the config's figure) and the better copy wins
 when the landscape is loaded. Prints how long each landscape took to record.
+
+A landscape is recorded on a quiet machine: a config measured while other processes used more than
+``--max-foreign-cpu`` cores (its record's ``foreign_cpu_cores``) is not written to the landscape. The recorder
+waits for the machine to be quiet and measures it again, up to ``--attempts`` times in all, then leaves it for
+a later run. Every attempt stays in the run's records.jsonl.
 """
 
 from __future__ import annotations
@@ -17,14 +22,22 @@ from pathlib import Path
 from tuner.evaluator import Evaluator
 from tuner.interrupts import handle_interrupts
 from tuner.measure.backends.replay import config_key, read_recording
-from tuner.records import append_record
+from tuner.measure.contention import foreign_cores_now
+from tuner.records import Record, append_record
 from tuner.task import load_task
 
+QUIET_CORES = 0.25  # other processes' CPU use a landscape tolerates: a shell, a browser tab, not a test suite
+QUIET_WAIT_S = 600.0  # at most this long waiting for quiet before an attempt is made anyway
+QUIET_SAMPLE_S = 5.0
 
-def record_landscape(task_file: Path, runs_dir: Path, missing_only: bool = False) -> tuple[int, float]:
+
+def record_landscape(task_file: Path, runs_dir: Path, missing_only: bool = False,
+                     max_foreign_cores: float | None = QUIET_CORES, attempts: int = 3,
+                     quiet_wait_s: float = QUIET_WAIT_S) -> tuple[int, float]:
     """Measure what is missing from ``task_file``'s landscape; (configs measured now, seconds recorded in all).
 
     Unstable configs are measured again unless ``missing_only`` (then only configs with no record at all are).
+    A config measured on a busy machine is measured again (``max_foreign_cores``: None accepts any).
     """
     task = load_task(task_file)
     target = task_file.with_suffix(".jsonl")
@@ -39,14 +52,49 @@ def record_landscape(task_file: Path, runs_dir: Path, missing_only: bool = False
             if config_key(config) in done:
                 continue
             started = time.perf_counter()
-            record = evaluator.evaluate(config)
+            shown = " ".join(f"{name}={value}" for name, value in config.items())
+            where = f"{task.id} [{position}/{len(configs)}]"
+            record = _measure_on_a_quiet_machine(evaluator, config, where, max_foreign_cores, attempts, quiet_wait_s)
+            if record is None:
+                print(f"{where} left for a later run: the machine was busy in all {attempts} attempts: {shown}",
+                      flush=True)
+                continue
             append_record(target, record)
             measured += 1
-            shown = " ".join(f"{name}={value}" for name, value in config.items())
-            print(f"{task.id} [{position}/{len(configs)}] {record.status} in {time.perf_counter() - started:.1f} s: "
-                  f"{shown}", flush=True)
-    total = sum(row.get("duration_s") or 0.0 for row in read_recording(target))
+            print(f"{where} {record.status} in {time.perf_counter() - started:.1f} s: {shown}", flush=True)
+    total = sum(row.get("duration_s") or 0.0 for row in (read_recording(target) if target.is_file() else []))
     return measured, total
+
+
+def _measure_on_a_quiet_machine(evaluator: Evaluator, config: dict, where: str, max_foreign_cores: float | None,
+                                attempts: int, quiet_wait_s: float) -> Record | None:
+    """The config's record from a measurement no other process disturbed; None if every attempt was disturbed."""
+    use_cache = evaluator.use_cache
+    try:
+        for attempt in range(1, attempts + 1):
+            record = evaluator.evaluate(config)
+            foreign = record.info.get("foreign_cpu_cores")
+            if max_foreign_cores is None or foreign is None or foreign <= max_foreign_cores:
+                return record
+            print(f"{where} other processes used {foreign:.2f} CPU cores while it was measured (attempt {attempt} "
+                  f"of {attempts}, at most {max_foreign_cores:g} allowed)", flush=True)
+            if attempt < attempts:
+                _wait_for_quiet(evaluator, where, max_foreign_cores, quiet_wait_s)
+                evaluator.use_cache = False  # the disturbed figures may be in the cache: measure live
+        return None
+    finally:
+        evaluator.use_cache = use_cache
+
+
+def _wait_for_quiet(evaluator: Evaluator, where: str, max_foreign_cores: float, quiet_wait_s: float) -> None:
+    """Sleep until other processes use at most ``max_foreign_cores`` over a few seconds, or ``quiet_wait_s`` passes."""
+    worker = evaluator.measurer.pid
+    deadline = time.monotonic() + quiet_wait_s
+    while time.monotonic() < deadline:
+        foreign = foreign_cores_now(min(QUIET_SAMPLE_S, quiet_wait_s), lambda: [worker] if worker else [])
+        if foreign is None or foreign <= max_foreign_cores:
+            return
+        print(f"{where} waiting for a quiet machine (other processes use {foreign:.2f} CPU cores)", flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -56,11 +104,17 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
     parser.add_argument("--missing-only", action="store_true",
                         help="measure only configs with no record (leave unstable ones as they are)")
+    parser.add_argument("--max-foreign-cpu", type=_cores, default=QUIET_CORES, metavar="CORES",
+                        help="measure a config again when other processes used more CPU cores than this while it "
+                             f"was measured ('none': never; default {QUIET_CORES})")
+    parser.add_argument("--attempts", type=_positive, default=3,
+                        help="measurements of a config on a busy machine before it is left for a later run")
     args = parser.parse_args(argv)
     handle_interrupts()  # SIGTERM kills the measuring worker's group too, as in infertune measure
     try:
         for task_file in args.tasks:
-            measured, total = record_landscape(task_file, args.runs_dir, args.missing_only)
+            measured, total = record_landscape(task_file, args.runs_dir, args.missing_only, args.max_foreign_cpu,
+                                               args.attempts)
             print(f"{task_file.stem}: {measured} configs measured now; the landscape took {total / 60:.1f} min of "
                   f"measurement in all", flush=True)
     except KeyboardInterrupt:
@@ -68,6 +122,24 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 130
     return 0
+
+
+def _cores(text: str) -> float | None:
+    if text == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"a number of CPU cores from 0, or 'none' (got {text!r})")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number from 1 (got {text!r})")
+    return int(text)
 
 
 if __name__ == "__main__":
