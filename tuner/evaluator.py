@@ -143,11 +143,16 @@ class Evaluator:
         record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config
         return self._write(record)
 
+    def measuring_groups(self) -> list[int]:
+        """The process groups measuring for this evaluator: the live worker's (it leads its group, ranks included)."""
+        pid = self.measurer.pid
+        return [pid] if pid else []
+
     def _measure_watching_the_machine(self, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         """A live measurement; a worker's reply also says how many CPU cores other processes used meanwhile."""
         if not isinstance(self.measurer, WorkerClient):  # a server and its load generator are not one group
             return self._measure(payload, config)
-        load = ForeignLoad(lambda: [pid] if (pid := self.measurer.pid) else []).start()  # the worker leads its group
+        load = ForeignLoad(self.measuring_groups).start()
         reply = self._measure(payload, config)
         foreign = load.stop()
         reply["info"] = {**(reply.get("info") or {}),

@@ -88,10 +88,9 @@ def _measure_on_a_quiet_machine(evaluator: Evaluator, config: dict, where: str, 
 
 def _wait_for_quiet(evaluator: Evaluator, where: str, max_foreign_cores: float, quiet_wait_s: float) -> None:
     """Sleep until other processes use at most ``max_foreign_cores`` over a few seconds, or ``quiet_wait_s`` passes."""
-    worker = evaluator.measurer.pid
     deadline = time.monotonic() + quiet_wait_s
     while time.monotonic() < deadline:
-        foreign = foreign_cores_now(min(QUIET_SAMPLE_S, quiet_wait_s), lambda: [worker] if worker else [])
+        foreign = foreign_cores_now(min(QUIET_SAMPLE_S, quiet_wait_s), evaluator.measuring_groups)
         if foreign is None or foreign <= max_foreign_cores:
             return
         print(f"{where} waiting for a quiet machine (other processes use {foreign:.2f} CPU cores)", flush=True)
