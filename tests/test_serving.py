@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -189,12 +190,37 @@ def test_a_server_outlives_no_tuner_killed_with_sigkill(tmp_path):
     assert _gone(server_pid)
 
 
+def test_a_load_generator_outlives_no_tuner_killed_with_sigkill(tmp_path):
+    """The tuner dies by SIGKILL while GuideLLM waits on a server that never answers: GuideLLM ends too."""
+    script = tmp_path / "dying_tuner.py"
+    script.write_text(textwrap.dedent(f"""
+        import socket
+        from pathlib import Path
+        from tuner.serving.loadgen import run_load
+        silent = socket.socket()  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        url = f"http://127.0.0.1:{{silent.getsockname()[1]}}"
+        load = {{"process": "constant", "rate": 2.0, "num_requests": 2, "max_tokens": 4}}
+        run_load(url, {str(tmp_path)!r}, ["hello"], load, Path({str(tmp_path / 'load')!r}), timeout_s=600)
+    """))
+    tuner = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    scenario = str(tmp_path / "load" / "scenario.json")
+    assert _wait_for(lambda: bool(_processes_with(scenario)), within_s=60)
+    time.sleep(2)  # GuideLLM is up and waiting on its requests
+    assert _processes_with(scenario)
+    tuner.send_signal(signal.SIGKILL)
+    tuner.wait()
+    assert _wait_for(lambda: not _processes_with(scenario), within_s=10), _processes_with(scenario)
+
+
 def test_a_server_killed_mid_load_is_a_crash_with_its_log_and_nothing_left_running(tmp_path):
     task = load_task(TINY_SERVING)
     task = dataclasses.replace(task, workload=dataclasses.replace(task.workload, warmup_requests=1))
 
     def kill_when_loading(event: dict) -> None:
         if event["phase"].startswith("load run 1"):
+            _wait_for(lambda: any("guidellm run" in command for command in _our_servers()), within_s=60)
             os.killpg(evaluator.measurer.pid, signal.SIGKILL)
 
     with Evaluator(task, tmp_path / "runs" / "crash", use_cache=False) as evaluator:
@@ -204,7 +230,18 @@ def test_a_server_killed_mid_load_is_a_crash_with_its_log_and_nothing_left_runni
                                            on_phase=kill_when_loading)
     assert reply["status"] in ("crash", "error"), reply
     assert reply["error"]["log_tail"], reply["error"]
-    assert _our_servers() == []
+    # SIGKILLed processes take a moment to be torn down; one still there after 10 s was left running
+    assert _wait_for(lambda: _our_servers() == [], within_s=10), _our_servers()
+
+
+def _wait_for(condition: Callable[[], bool], within_s: float) -> bool:
+    """Whether ``condition`` holds within ``within_s`` seconds (polled)."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _free_port() -> int:

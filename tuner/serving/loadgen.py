@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.serving.server import log_tail
+from tuner.serving.server import die_with_parent_process, log_tail
 
 PROFILES = {"poisson": "poisson", "constant": "constant", "concurrent": "concurrent"}
 
@@ -103,7 +103,8 @@ def run_load(base_url: str, model: str, prompts: list[str], load: dict[str, Any]
     argv = [sys.executable, "-m", "guidellm", "run", "-c", str(scenario_file), "--disable-console"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True, cwd=work_dir)
+                                   start_new_session=True, cwd=work_dir,
+                                   preexec_fn=die_with_parent_process)  # noqa: PLW1509 - only prctl, no locks taken
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:

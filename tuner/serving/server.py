@@ -36,8 +36,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: be killed when the tuner dies, even by SIGKILL (no orphaned server)."""
+def die_with_parent_process() -> None:
+    """In the child before exec: be killed when the process that started it dies, even by SIGKILL (no orphan)."""
     die_with_parent(signal.SIGKILL)
 
 
@@ -111,7 +111,7 @@ def start_server(argv: Sequence[str], *, port: int, log_path: Path, timeout_s: f
     with open(log_path, "ab") as log:
         process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, **(env or {})}, start_new_session=True,
-                                   preexec_fn=_die_with_parent)  # noqa: PLW1509 - only prctl, no locks taken
+                                   preexec_fn=die_with_parent_process)  # noqa: PLW1509 - only prctl, no locks taken
     server = RunningServer(host, port, process, log_path, identity=identity)
     deadline = launched + timeout_s
     while time.perf_counter() < deadline:
