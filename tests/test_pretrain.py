@@ -39,6 +39,22 @@ def test_the_landscape_env_passes_the_checker_and_scores_the_final_best():
     assert reward == 0.0 and info["repeated"]
 
 
+def test_a_batch_mirrored_copy_puts_the_best_batch_at_the_other_end_and_keeps_the_rest():
+    from tuner.library.augment import batch_mirrored, perturbed
+
+    sizes = CPU_LANDSCAPE.values["batch_size"]
+    assert PLANTED_CPU["batch_size"] == sizes[-1]  # planted at the largest batch
+    mirrored = batch_mirrored(CPU_LANDSCAPE)
+    assert mirrored.optimum == tuple({**PLANTED_CPU, "batch_size": sizes[0]}[knob] for knob in KNOBS)
+    assert mirrored.optimum_score == CPU_LANDSCAPE.optimum_score and len(mirrored.outcomes) == len(sizes) * (
+        len(CPU_LANDSCAPE.outcomes) // len(sizes))
+    assert mirrored.features == CPU_LANDSCAPE.features and mirrored.values == CPU_LANDSCAPE.values
+    rng = np.random.default_rng(0)
+    optima = {perturbed(CPU_LANDSCAPE, rng, mirror_batch=0.5).optimum[0] for _ in range(40)}
+    assert optima == {sizes[0], sizes[-1]}  # about half the perturbed copies are mirrored
+    assert {perturbed(CPU_LANDSCAPE, rng).optimum[0] for _ in range(20)} == {sizes[-1]}
+
+
 @pytest.fixture(scope="module")
 def trained():
     policy, curve = pretrain([CPU_LANDSCAPE, GPU_LANDSCAPE], timesteps=24_576, seed=0, n_envs=8)
@@ -195,6 +211,7 @@ def test_pretrain_command_saves_a_policy_its_curve_and_logs_to_mlflow(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     meta = json.loads((tmp_path / "p.json").read_text())
     assert meta["trained_on"] == ["planted-cpu"] and (tmp_path / "p.zip").is_file()
+    assert (meta["augment"], meta["mirror_batch"]) == (0.0, 0.0)  # the default policy's settings
     assert (tmp_path / "p-learning.png").stat().st_size > 0
     client = MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("infertune-pretrain")
@@ -204,6 +221,10 @@ def test_pretrain_command_saves_a_policy_its_curve_and_logs_to_mlflow(tmp_path):
     typo = subprocess.run([*command[:5], "pretrain", "--library", str(library), "--holdout", "nope"],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert typo.returncode == 2 and len(typo.stderr.strip().splitlines()) == 1 and "--holdout" in typo.stderr
+    share = subprocess.run([*command[:5], "pretrain", "--library", str(library), "--mirror-batch", "1.5"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert share.returncode == 2 and len(share.stderr.strip().splitlines()) == 1
+    assert "--mirror-batch" in share.stderr and "1.5" in share.stderr
 
 
 def test_the_transfer_benchmark_never_trains_on_the_landscape_it_holds_out(tmp_path):

@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     pretrain.add_argument("--timesteps", type=int, default=200_000, help="environment steps (default 200000)")
     pretrain.add_argument("--augment", type=float, default=0.0, metavar="SHARE",
                           help="share of episodes on perturbed copies of the landscapes (default 0)")
+    pretrain.add_argument("--mirror-batch", type=float, default=0.0, metavar="SHARE",
+                          help="share of the perturbed copies whose batch sizes are mirrored, smallest playing as "
+                          "largest (default 0)")
     pretrain.add_argument("--seed", type=_seed, default=0)
     pretrain.add_argument("--out", default="policies/default.zip", help="where to save the policy (.zip; its "
                           "canonical values and provenance go beside it as .json)")

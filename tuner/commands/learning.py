@@ -22,8 +22,9 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
     if args.timesteps <= 0:
         raise ConfigError("must be a positive number of steps", field="--timesteps", value=args.timesteps)
-    if not 0.0 <= args.augment <= 1.0:
-        raise ConfigError("must be a share between 0 and 1", field="--augment", value=args.augment)
+    for flag, share in (("--augment", args.augment), ("--mirror-batch", args.mirror_batch)):
+        if not 0.0 <= share <= 1.0:
+            raise ConfigError("must be a share between 0 and 1", field=flag, value=share)
     folder = Path(args.library) if args.library else LIBRARY
     landscapes = load_library(folder, args.holdout)
     if not landscapes:
@@ -32,9 +33,11 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
     print(f"pretraining on {len(landscapes)} landscapes ({', '.join(landscape.name for landscape in landscapes)})"
           f"{'; held out: ' + ', '.join(args.holdout) if args.holdout else ''}; {args.timesteps} steps", flush=True)
     sink = _mlflow(args, out, {"landscapes": len(landscapes), "holdout": ",".join(args.holdout),
-                               "timesteps": args.timesteps, "augment": args.augment, "seed": args.seed})
+                               "timesteps": args.timesteps, "augment": args.augment,
+                               "mirror_batch": args.mirror_batch, "seed": args.seed})
     try:
         policy, curve = pretrain(landscapes, timesteps=args.timesteps, seed=args.seed, augment=args.augment,
+                                 mirror_batch=args.mirror_batch,
                                  report=sink.log_training if sink else None, progress_bar=not args.no_progress)
     except BaseException:
         if sink is not None:

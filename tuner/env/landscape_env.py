@@ -32,14 +32,15 @@ class LandscapeEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, landscapes: Sequence[Landscape], codec: CanonicalCodec,
-                 budgets: Sequence[int] = (4, 8, 12, 16), augment: float = 0.0):
-        """``augment``: the share of episodes played on a perturbed copy of the drawn landscape."""
+                 budgets: Sequence[int] = (4, 8, 12, 16), augment: float = 0.0, mirror_batch: float = 0.0):
+        """``augment``: the share of episodes played on a perturbed copy of the drawn landscape;
+        ``mirror_batch``: the share of those copies whose batch sizes are mirrored."""
         if not landscapes:
             raise ValueError("LandscapeEnv needs at least one landscape")
         self.landscapes = list(landscapes)
         self.codec = codec
         self.budgets = list(budgets)
-        self.augment = augment
+        self.augment, self.mirror_batch = augment, mirror_batch
         self.action_space = spaces.MultiDiscrete(codec.nvec)
         size = SessionHistory.size(codec)
         self.observation_space = spaces.Box(-LIMIT, LIMIT, shape=(size,), dtype=np.float32)
@@ -57,7 +58,7 @@ class LandscapeEnv(gym.Env):
         budget = options.get("budget", int(self.np_random.choice(self.budgets)))
         self.landscape = self.landscapes[index]
         if self.augment and self.np_random.random() < self.augment:
-            self.landscape = perturbed(self.landscape, self.np_random)
+            self.landscape = perturbed(self.landscape, self.np_random, mirror_batch=self.mirror_batch)
         self.history = SessionHistory(self._bound[index], self.landscape.features, budget)
         self.best_quality = 0.0
         self.actions = 0

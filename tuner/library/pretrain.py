@@ -59,11 +59,12 @@ class LearningCurve(BaseCallback):
 
 
 def pretrain(landscapes: Sequence[Landscape], *, timesteps: int = 200_000, seed: int = 0, augment: float = 0.0,
-             n_envs: int = 8, report: Callable[[dict[str, float], int], None] | None = None,
+             mirror_batch: float = 0.0, n_envs: int = 8,
+             report: Callable[[dict[str, float], int], None] | None = None,
              progress_bar: bool = False) -> tuple[PretrainedPolicy, list[tuple[int, float]]]:
     """Train on episodes drawn from ``landscapes``; returns the policy and its learning curve."""
     codec = CanonicalCodec(canonical_values(landscape.values for landscape in landscapes))
-    envs = DummyVecEnv([_factory(landscapes, codec, augment) for _ in range(n_envs)])
+    envs = DummyVecEnv([_factory(landscapes, codec, augment, mirror_batch) for _ in range(n_envs)])
     envs.seed(seed)
     model = MaskablePPO("MlpPolicy", envs, n_steps=128, batch_size=256, n_epochs=5, gamma=1.0, gae_lambda=0.95,
                         ent_coef=0.01, learning_rate=3e-4, policy_kwargs={"net_arch": [128, 128]}, seed=seed,
@@ -72,14 +73,16 @@ def pretrain(landscapes: Sequence[Landscape], *, timesteps: int = 200_000, seed:
     started = time.perf_counter()
     model.learn(total_timesteps=timesteps, callback=curve, progress_bar=progress_bar)
     meta = {"format": POLICY_FORMAT, "trained_on": [landscape.name for landscape in landscapes],
-            "timesteps": timesteps, "seed": seed, "augment": augment, "seconds": time.perf_counter() - started,
+            "timesteps": timesteps, "seed": seed, "augment": augment, "mirror_batch": mirror_batch,
+            "seconds": time.perf_counter() - started,
             "features": FEATURE_NAMES, "canonical": codec.to_json(), "ranked": list(codec.ranked),
             "budgets": list(BUDGETS)}
     return PretrainedPolicy(model, codec, meta), curve.points
 
 
-def _factory(landscapes: Sequence[Landscape], codec: CanonicalCodec, augment: float) -> Callable[[], LandscapeEnv]:
-    return lambda: LandscapeEnv(landscapes, codec, BUDGETS, augment=augment)
+def _factory(landscapes: Sequence[Landscape], codec: CanonicalCodec, augment: float,
+             mirror_batch: float) -> Callable[[], LandscapeEnv]:
+    return lambda: LandscapeEnv(landscapes, codec, BUDGETS, augment=augment, mirror_batch=mirror_batch)
 
 
 def save_policy(policy: PretrainedPolicy, path: Path) -> None:
