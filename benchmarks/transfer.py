@@ -9,7 +9,12 @@ best found / optimum at each budget, and measurements to reach 95% of the optimu
 run that never reaches it counts as budget + 1, a lower bound). Also the time to pretrain and to propose.
 
     python benchmarks/transfer.py [--seeds 20] [--budgets 4,8,12,16] [--timesteps 200000] [--out DIR]
-                                  [--only NAME,...] [--workdir DIR]
+                                  [--augment SHARE] [--mirror-batch SHARE] [--pretrain-seed N] [--only NAME,...]
+                                  [--workdir DIR]
+
+``--augment``, ``--mirror-batch`` and ``--pretrain-seed`` are the pretraining's (``infertune pretrain``); the
+shares default to 0 here. A policy's quality varies between pretraining seeds (and machines: PPO's 200,000
+steps amplify float differences), so compare settings over several ``--pretrain-seed``.
 
 Finished runs are appended to <out>/runs.jsonl and skipped when the same command runs again (resumable);
 ``--only`` runs some folds (one process per core, then once without it for the summary). Random search and
@@ -79,6 +84,8 @@ def main() -> None:
     parser.add_argument("--budgets", default="4,8,12,16")
     parser.add_argument("--timesteps", type=int, default=200_000)
     parser.add_argument("--augment", type=float, default=0.0)
+    parser.add_argument("--mirror-batch", type=float, default=0.0)
+    parser.add_argument("--pretrain-seed", type=int, default=0)
     parser.add_argument("--agents", default=",".join(AGENTS))
     parser.add_argument("--out", default="runs/benchmarks/transfer")
     parser.add_argument("--only", default="", help="comma-separated held-out landscapes to run (default: all)")
@@ -95,9 +102,11 @@ def main() -> None:
     out = Path(args.out)
     (out / "policies").mkdir(parents=True, exist_ok=True)
     done_path = out / "runs.jsonl"
-    setting = {"timesteps": args.timesteps, "augment": args.augment}  # a run belongs to these pretraining settings
+    # a run belongs to these pretraining settings (runs made before --mirror-batch and --pretrain-seed had 0)
+    setting = {"timesteps": args.timesteps, "augment": args.augment, "mirror_batch": args.mirror_batch,
+               "pretrain_seed": args.pretrain_seed}
     done = [json.loads(line) for line in done_path.read_text().splitlines()] if done_path.is_file() else []
-    done = [row for row in done if row.get("setting") == setting]
+    done = [row for row in done if {"mirror_batch": 0.0, "pretrain_seed": 0, **row.get("setting", {})} == setting]
     finished = {(row["landscape"], row["agent"], row["budget"], row["seed"]) for row in done}
     library = load_library(Path(args.library))
     if len(library) < 2:
@@ -110,10 +119,14 @@ def main() -> None:
         name = fold.heldout.name
         if only and name not in only:
             continue
-        policy_path = out / "policies" / f"without-{name}-t{args.timesteps}-a{args.augment:g}.zip"
+        mirrored = f"-m{args.mirror_batch:g}" if args.mirror_batch else ""
+        seeded = f"-s{args.pretrain_seed}" if args.pretrain_seed else ""
+        policy_path = out / "policies" / f"without-{name}-t{args.timesteps}-a{args.augment:g}{mirrored}{seeded}.zip"
         if any(agent.startswith("ppo-pretrained") for agent in agents):  # only they need the fold's policy
             if not policy_path.is_file():
-                policy, _ = pretrain(fold.training, timesteps=args.timesteps, seed=0, augment=args.augment)
+                policy, _ = pretrain(fold.training, timesteps=args.timesteps, seed=args.pretrain_seed,
+                                     augment=args.augment,
+                                     mirror_batch=args.mirror_batch)
                 assert name not in policy.meta["trained_on"]
                 save_policy(policy, policy_path)
             meta = json.loads(policy_path.with_suffix(".json").read_text())
