@@ -18,6 +18,10 @@ REPLAY = ROOT / "envs" / "smollm2-cpu-replay.yaml"
 
 # Converted SmolLM2 weights are shared by every test (the GGUF conversion takes ~20 s once).
 os.environ.setdefault("INFERTUNE_MODELS_DIR", str(ROOT / "runs" / "models"))
+# Every process a test starts inherits this mark, so a leftover-process check counts only this pytest process's
+# own (an xdist worker beside it runs servers of its own). Assigned, not defaulted: each worker marks its own.
+TEST_OWNER_VARIABLE = "INFERTUNE_TEST_OWNER"
+os.environ[TEST_OWNER_VARIABLE] = str(os.getpid())
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, TEST_OWNER_VARIABLE
 from tuner.evaluator import Evaluator
 from tuner.objective import SERVING_METRICS
 from tuner.serving.load_metrics import combine, run_metrics
@@ -37,15 +37,21 @@ def _gone(pid: int) -> bool:
 
 
 def _our_servers() -> list[str]:
-    """Command lines of infertune serving processes and GuideLLM runs still alive on this machine."""
+    """Command lines of serving processes and GuideLLM runs still alive that this pytest process started.
+
+    Started means: carrying this process's test-owner mark in their environment, which survives reparenting, so
+    an orphan still counts while a server of the xdist worker beside us does not.
+    """
+    mark = f"{TEST_OWNER_VARIABLE}={os.environ[TEST_OWNER_VARIABLE]}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and not _gone(int(entry.name)):
             try:
                 command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                environment = (entry / "environ").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if "tuner.serving.hf_server" in command or "guidellm run" in command:
+            if ("tuner.serving.hf_server" in command or "guidellm run" in command) and mark in environment:
                 found.append(command)
     return found
 
