@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,17 @@ def _gone(pid: int) -> bool:
     return state == "Z"
 
 
+def _live_processes() -> Iterator[tuple[int, Path, str]]:
+    """Every live process on this machine: its pid, its /proc folder and its command line (a vanished one skipped)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and not _gone(int(entry.name)):
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            yield int(entry.name), entry, command
+
+
 def _our_servers() -> list[str]:
     """Command lines of serving processes and GuideLLM runs still alive that this pytest process started.
 
@@ -44,15 +55,14 @@ def _our_servers() -> list[str]:
     """
     mark = f"{TEST_OWNER_VARIABLE}={os.environ[TEST_OWNER_VARIABLE]}".encode()
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and not _gone(int(entry.name)):
-            try:
-                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                environment = (entry / "environ").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if ("tuner.serving.hf_server" in command or "guidellm run" in command) and mark in environment:
+    for _, entry, command in _live_processes():
+        if "tuner.serving.hf_server" not in command and "guidellm run" not in command:
+            continue
+        try:
+            if mark in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(command)
+        except OSError:
+            continue
     return found
 
 
@@ -257,12 +267,4 @@ def _free_port() -> int:
 
 
 def _processes_with(text: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and not _gone(int(entry.name)):
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
+    return [pid for pid, _, command in _live_processes() if text in command]
