@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,16 @@ os.environ.setdefault("INFERTUNE_MODELS_DIR", str(ROOT / "runs" / "models"))
 # own (an xdist worker beside it runs servers of its own). Assigned, not defaulted: each worker marks its own.
 TEST_OWNER_VARIABLE = "INFERTUNE_TEST_OWNER"
 os.environ[TEST_OWNER_VARIABLE] = str(os.getpid())
+
+
+@pytest.fixture(scope="module")
+def kv_cache_sized_from_free_memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Held by a test module whose servers let the engine size its KV cache (transformers takes 60% of free memory
+    on a CPU): two of them at once, one per xdist worker, exhaust the machine and the kernel kills one."""
+    shared = tmp_path_factory.getbasetemp().parent  # under xdist, the folder every worker's temp folder is in
+    with open(shared / "kv-cache-sized-from-free-memory.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ from tuner.serving.server import ServerFailed, start_server
 from tuner.task import load_task
 
 TINY_SERVING = ROOT / "envs" / "tiny-serving.yaml"
+pytestmark = pytest.mark.usefixtures("kv_cache_sized_from_free_memory")  # one such server on the machine
 
 
 def _gone(pid: int) -> bool:

@@ -13,6 +13,8 @@ import yaml
 from tests.conftest import ROOT
 from tests.test_smollm2 import LABELED_EVERY
 
+pytestmark = pytest.mark.usefixtures("kv_cache_sized_from_free_memory")  # one such server on the machine
+
 
 def serving_task_with_labels(folder: Path) -> Path:
     """envs/smollm2-cpu-serving.yaml with a short load and every third item of smollm2-cpu's labeled set."""
