@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 from tuner.agents import make_agent
-from tuner.compare import compare_table, run_compare
-from tuner.plots import curves_plot
 from tuner.records import read_records
+from tuner.results.comparison import compare_table
+from tuner.results.plots import curves_plot
+from tuner.run.compare import run_compare
 from tuner.task import load_task
 
 

@@ -21,10 +21,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tuner.evaluator import Evaluator
-from tuner.report import table
+from tuner.evaluation.evaluator import Evaluator
 from tuner.space.loader import find_space, read_yaml, space_from_dict
 from tuner.task import TaskSpec, load_task
+from tuner.util.formatting import table
 
 # DESIGN §12 (one H100 80GB, 64 new tokens): tokens/s by (dtype, attention, compiled, batch)
 DESIGN_TOKENS_PER_S = {("float32", "eager", False, 1): 45, ("float32", "sdpa", False, 64): 2580,

@@ -16,10 +16,10 @@ import platform
 import time
 from pathlib import Path
 
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.timing import cv
-from tuner.report import table
 from tuner.task import load_task
+from tuner.util.formatting import table
 
 
 def main() -> None:

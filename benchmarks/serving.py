@@ -30,10 +30,10 @@ from typing import Any
 
 import yaml
 
+from tuner.evaluation.session import best_record
 from tuner.measure.backends.knobs import models_dir
 from tuner.records import read_records
 from tuner.serving.measurer import ServingMeasurer
-from tuner.session import best_record
 from tuner.task import ServingWorkload, TaskSpec, load_task
 
 ROOT = Path(__file__).resolve().parents[1]

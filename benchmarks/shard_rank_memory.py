@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.task import load_task
 
 CONFIG = {"batch_size": 4, "dtype": "float32", "quantization": "none", "attn_implementation": "sdpa",

@@ -17,9 +17,9 @@ import time
 from pathlib import Path
 
 from tuner.agents import make_agent
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.session import TuningSession
 from tuner.measure.memory import peak_rss_mb
-from tuner.session import TuningSession
 from tuner.task import load_task
 
 WARMUP_TRIALS = 50  # imports, caches and the study's first pages settle before the baseline is taken

@@ -32,14 +32,15 @@ import time
 from pathlib import Path
 
 from tuner.agents.optuna_search import OptunaAgent
+from tuner.agents.policy_file import load_policy, save_policy
 from tuner.agents.ppo_search import PPOAgent
 from tuner.agents.pretrained_ppo import PretrainedPPOAgent, propose
 from tuner.agents.random_search import RandomAgent
+from tuner.env.history import SessionHistory
+from tuner.learning.pretrain import pretrain
+from tuner.learning.transfer import folds, mean_ci, measurements_to_target, replay_task, run_agent
 from tuner.library.catalog import LIBRARY, load_library
-from tuner.library.history import SessionHistory
-from tuner.library.pretrain import load_policy, pretrain, save_policy
-from tuner.library.transfer import folds, mean_ci, measurements_to_target, replay_task, run_agent
-from tuner.plots import transfer_plot
+from tuner.results.plots import transfer_plot
 
 AGENTS = ("random", "optuna", "optuna-warm", "ppo-scratch", "ppo-pretrained", "ppo-pretrained-learning")
 BUDGET_BLIND = ("random", "optuna")  # their proposals do not depend on the budget: one run serves every budget

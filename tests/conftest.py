@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.task import TaskSpec, load_task
 
 ROOT = Path(__file__).resolve().parent.parent

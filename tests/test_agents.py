@@ -6,9 +6,9 @@ import optuna
 import pytest
 
 from tuner.agents import make_agent
-from tuner.errors import UserError
-from tuner.evaluator import Evaluator
-from tuner.session import TuningSession, rankable
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.session import TuningSession, rankable
+from tuner.util.errors import UserError
 
 
 def _session(task, run_dir, budget, cache_dir=None):

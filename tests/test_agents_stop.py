@@ -16,9 +16,9 @@ import pytest
 
 from tests.conftest import REPLAY, ROOT
 from tuner.agents import make_agent
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.session import STALE_PROPOSALS, TuningSession, config_key, runnable_configs
 from tuner.records import Record, read_records
-from tuner.session import STALE_PROPOSALS, TuningSession, config_key, runnable_configs
 from tuner.task import TaskSpec, load_task
 
 HUGE = 100_000

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPLAY, ROOT, TINY
-from tuner.run_lock import hold_run
+from tuner.run.lock import hold_run
 
 SPACE = ROOT / "search_spaces" / "hf-transformers.yaml"
 

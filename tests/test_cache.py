@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import ROOT
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.backends.replay import read_recording
 from tuner.task import load_task
 

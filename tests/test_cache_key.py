@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tuner import evaluator as evaluator_module
-from tuner.evaluator import Evaluator
+from tuner.evaluation import evaluator as evaluator_module
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure import fingerprint as fingerprint_module
 from tuner.task import TaskSpec
 

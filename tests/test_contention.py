@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import TINY
-from tuner.library.record import record_landscape
+from tuner.learning.record import record_landscape
 from tuner.measure.contention import ForeignLoad
 
 

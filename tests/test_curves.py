@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPLAY
 from tests.test_tune_cli import infertune
-from tuner.curves import none_value, seed_band
+from tuner.results.curves import none_value, seed_band
 
 
 def test_a_seed_that_finds_its_first_config_late_does_not_pull_the_mean_down():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.conftest import REPLAY, ROOT
 from tests.test_cache import _measure_ok
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.backends.replay import read_recording
 from tuner.measure.cache import MeasurementCache
 from tuner.records import read_records

@@ -20,9 +20,8 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.conftest import REPLAY, ROOT, TINY
-from tuner.journal import spent_budget
-from tuner.measure.status import Status
-from tuner.records import read_records
+from tuner.evaluation.resume import spent_budget
+from tuner.records import Status, read_records
 
 POSTGRES = os.environ.get("INFERTUNE_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not POSTGRES, reason="INFERTUNE_TEST_POSTGRES_URL not set (bash .ci/postgres)")

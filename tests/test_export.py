@@ -35,8 +35,8 @@ SHOWN_AS = "/models"  # where the golden files say the checkpoint lives (the tes
 def cli_context(tmp_path: Path, name: str, shape: dict, config: dict) -> tuple[ExportContext, Path]:
     """The context ``infertune export`` builds (tuning.export_context): a task on a local checkpoint folder."""
     from tuner.records import Record
+    from tuner.run.tune import export_context
     from tuner.task import load_task
-    from tuner.tuning import export_context
 
     folder = tmp_path / name
     folder.mkdir(parents=True)
@@ -210,7 +210,7 @@ def test_export_user_errors(tmp_path, args, fragment):
 
 
 def test_attention_heads_known_for_local_models(tiny_task, replay_task, tmp_path):
-    from tuner.tuning import attention_heads
+    from tuner.run.tune import attention_heads
 
     assert attention_heads(tiny_task, tmp_path) == 4
     assert attention_heads(replay_task, tmp_path) is None  # a recording names no checkpoint

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TINY
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 
 CORES = sorted(os.sched_getaffinity(0))
 pytestmark = pytest.mark.skipif(len(CORES) < 2, reason="needs 2 usable cores to compare 1 with 2")
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(len(CORES) < 2, reason="needs 2 usable cores to 
 PROBE = """
 import json, sys
 from pathlib import Path
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.task import load_task
 task_file, run, cache, measure = sys.argv[1:5]
 with Evaluator(load_task(task_file), Path(run), cache_dir=Path(cache)) as evaluator:

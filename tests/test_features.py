@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.library.features import distance, feature_vector
 
 # the tiny Llama by hand: 2 layers x (q 64x64 + k,v 64x32 + o 64x64 + gate/up/down 3x64x128 + 2 norms of 64)

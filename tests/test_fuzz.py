@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.conftest import REPLAY, ROOT
 from tuner import cli
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.cache import MeasurementCache
 from tuner.task import load_task
 

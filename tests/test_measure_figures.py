@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from tuner.evaluator import Evaluator
-from tuner.session import TuningSession, rankable
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.session import TuningSession, rankable
 from tuner.task import TaskSpec
 
 MEASURED = ("ok", "unstable")

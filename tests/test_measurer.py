@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import ROOT
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.backends.replay import ReplayMeasurer, read_recording
 from tuner.measure.launcher import WorkerClient
 from tuner.measure.measurer import Measurer

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import REPLAY, ROOT
 from tuner.commands.common import run_name
-from tuner.names import MAX_NAME, NAME_RULE, is_name
+from tuner.util.names import MAX_NAME, NAME_RULE, is_name
 
 GOOD = ["a", "0", "_x", "A.b_c-1", "tune-optuna-smollm2-cpu-replay-20261130-101010", "x" * MAX_NAME]
 BAD = ["", ".", "..", ".x", "-x", "a/b", "../x", "/tmp/x", "a\\b", "a\nb", "a\n", "a b", "é", "x" * (MAX_NAME + 1)]

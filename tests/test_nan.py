@@ -12,14 +12,14 @@ import pytest
 
 from tests.conftest import REPLAY, ROOT
 from tuner.agents import make_agent
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.session import TuningSession, best_record, rankable
 from tuner.library.landscape import landscape_from_records, save_landscape_records
 from tuner.measure.cache import MeasurementCache
-from tuner.pareto import front_metrics, pareto_front
 from tuner.records import Record, append_record, read_records
-from tuner.session import TuningSession, best_record, rankable
+from tuner.results.pareto import front_metrics, pareto_front
+from tuner.run.tune import run_tune
 from tuner.task import load_task
-from tuner.tuning import run_tune
 
 RECORDING = REPLAY.parent / "recordings" / "smollm2-cpu.jsonl"
 SPACE = ROOT / "search_spaces" / "smollm2-cpu-reduced.yaml"

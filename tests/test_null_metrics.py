@@ -143,7 +143,7 @@ def _record(trial: int, **metrics: float | None) -> Record:
 
 
 def test_pareto_front_weighs_only_what_every_candidate_has():
-    from tuner.pareto import front_metrics, pareto_front
+    from tuner.results.pareto import front_metrics, pareto_front
 
     fast = _record(1, tokens_per_s=100.0, latency_p95_s=2.0, top1_agree=0.9, peak_mem_mb=None)
     small = _record(2, tokens_per_s=50.0, latency_p95_s=1.0, top1_agree=0.99, peak_mem_mb=500.0)
@@ -157,7 +157,7 @@ def test_pareto_front_weighs_only_what_every_candidate_has():
 
 
 def test_pareto_plot_with_nothing_to_place(tmp_path):
-    from tuner.plots import curves_plot, pareto_plot
+    from tuner.results.plots import curves_plot, pareto_plot
 
     records = [_record(1, tokens_per_s=10.0), _record(2, tokens_per_s=None)]
     assert pareto_plot(records, records[:1], tmp_path / "p.png", "nulls").stat().st_size > 10_000
@@ -188,7 +188,7 @@ def test_observation_flags_missing_metrics(tmp_path):
 
 
 def test_report_lines_show_na():
-    from tuner.report import outcome_text, pareto_table, records_table, trial_line
+    from tuner.results.tables import outcome_text, pareto_table, records_table, trial_line
 
     record = _record(1, tokens_per_s=12.5)
     assert outcome_text(record) == "ok 12.5 tok/s p95 n/a s top1 n/a mem n/a MB"

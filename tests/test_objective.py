@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from tuner.errors import ConfigError
 from tuner.objective import FAILED_SCORE, objective_from_dict, score, violation_size
+from tuner.util.errors import ConfigError
 
 SPEC = objective_from_dict({"maximize": "tokens_per_s", "baseline": 10.0,
                             "constraints": {"latency_p95_s": {"max": 2.0}, "top1_agree": {"min": 0.9}}}, "t.yaml")

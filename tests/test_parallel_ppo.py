@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPLAY, ROOT, TINY
-from tuner.journal import spent_budget
+from tuner.evaluation.resume import spent_budget
 from tuner.records import read_records
 
 
@@ -34,7 +34,7 @@ def test_two_envs_spend_exactly_one_budget_on_one_cache(tmp_path):
 
 def test_parallel_workers_on_the_cpu_split_the_memory_they_may_keep_models_in(tmp_path, tiny_task):
     from tuner.agents.ppo_search import _env_factory
-    from tuner.evaluator import Evaluator
+    from tuner.evaluation.evaluator import Evaluator
     from tuner.measure.backends.knobs import HOST_WORKERS
 
     # what the CPU envs of `--envs 2` tell their workers

@@ -9,15 +9,16 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from tests.landscapes import CPU, GPU, PLANTED_CPU, PLANTED_GPU, planted, planted_rows, write_landscape
+from tuner.agents.policy_file import save_policy
 from tuner.agents.pretrained_ppo import PretrainedPPOAgent
+from tuner.env.canonical import CanonicalCodec, canonical_values
 from tuner.env.landscape_env import LandscapeEnv
-from tuner.evaluator import Evaluator
-from tuner.library.canonical import CanonicalCodec, canonical_values
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.session import TuningSession
+from tuner.learning.pretrain import pretrain
 from tuner.library.catalog import load_library
 from tuner.library.landscape import KNOBS, landscape_from_records
-from tuner.library.pretrain import pretrain, save_policy
 from tuner.objective import ObjectiveSpec
-from tuner.session import TuningSession
 from tuner.task import load_task
 
 CPU_LANDSCAPE = planted("planted-cpu", PLANTED_CPU, CPU)
@@ -182,7 +183,7 @@ def test_budget_blind_agents_propose_the_same_configs_at_every_budget(tmp_path, 
 
 
 def test_holding_out_a_landscape_that_is_not_there_is_refused(tmp_path):
-    from tuner.errors import ConfigError
+    from tuner.util.errors import ConfigError
 
     write_landscape(tmp_path / "library", "planted-cpu", PLANTED_CPU, CPU)
     with pytest.raises(ConfigError, match="--holdout"):

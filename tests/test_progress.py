@@ -13,7 +13,7 @@ import time
 from datetime import datetime
 
 from tests.conftest import ROOT, TINY
-from tuner.progress import TrialProgress
+from tuner.run.progress import TrialProgress
 
 LINE = re.compile(r"^(\d\d:\d\d:\d\d) \[1/1\] trial \d+: (.*)$")
 COMPILED = ("--set", "compile=true", "--set", "cache_implementation=static")

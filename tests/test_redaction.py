@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPLAY, ROOT
-from tuner.redact import (
+from tuner.util.redact import (
     MASK,
     RedactingStream,
     install_redaction,
@@ -117,7 +117,7 @@ def test_every_library_logger_and_handler_is_redacted_in_a_real_process():
         import alembic.runtime.migration, mlflow, optuna, psycopg, requests, sqlalchemy, urllib3
         optuna.logging.get_logger("optuna")  # Optuna adds its stderr handler on first use
         logging.basicConfig(format="%(name)s: %(message)s")
-        from tuner.redact import install_redaction
+        from tuner.util.redact import install_redaction
         install_redaction()
         secret = "postgresql://u:{PASSWORD}@h/db?token={TOKEN}"
         for name in ("mlflow.utils.rest_utils", "optuna.storages", "alembic.runtime.migration", "sqlalchemy.engine",

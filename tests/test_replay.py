@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from tests.conftest import ROOT
-from tuner.errors import ConfigError
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.backends.replay import read_recording
 from tuner.task import load_task
+from tuner.util.errors import ConfigError
 
 RECORDING = ROOT / "envs" / "recordings" / "smollm2-cpu.jsonl"
 

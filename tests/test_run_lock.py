@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from tests.conftest import REPLAY, ROOT
-from tuner.journal import spent_budget
+from tuner.evaluation.resume import spent_budget
 from tuner.records import read_records
 
 SPACE = ROOT / "search_spaces" / "smollm2-cpu-reduced.yaml"

@@ -72,7 +72,7 @@ def test_show_of_no_such_run_is_one_line(runs, name):
 
 def test_a_failed_measurements_time_is_its_own_part_not_worker_overhead(runs):
     from tuner.records import read_records
-    from tuner.run_costs import time_split
+    from tuner.results.costs import time_split
 
     measured = read_records(runs / "t1" / "records.jsonl")[0]
     timed_out = dataclasses.replace(measured, status="timeout", metrics={}, info={}, duration_s=900.0,

@@ -13,8 +13,8 @@ from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPLAY, ROOT, TINY, tiny_without_compile
 from tuner.cli import build_parser
-from tuner.redact import redact_text, redact_url
 from tuner.task import load_task
+from tuner.util.redact import redact_text, redact_url
 
 SECRET = "hf_SECRETtoken0123456789"
 POSTGRES = os.environ.get("INFERTUNE_TEST_POSTGRES_URL")

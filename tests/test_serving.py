@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, TEST_OWNER_VARIABLE
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
 from tuner.objective import SERVING_METRICS
 from tuner.serving.load_metrics import combine, run_metrics
 from tuner.serving.loadgen import LoadFailed, LoadRun, RequestSample, run_load

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import ROOT
+from tuner.evaluation.session import best_record
 from tuner.measure.backends.replay import read_recording
 from tuner.records import read_records
-from tuner.session import best_record
 from tuner.space.loader import load_space, shipped_space
 from tuner.task import load_task
 

@@ -118,7 +118,7 @@ def test_sigterm_stops_the_landscape_recorder_and_its_worker(tmp_path):
     task = tiny_without_compile(tmp_path)
     landscape = task.with_suffix(".jsonl")
     # --max-foreign-cpu none: the other test process must not hold the first record back
-    recorder = subprocess.Popen([sys.executable, "-m", "tuner.library.record", str(task), "--runs-dir",
+    recorder = subprocess.Popen([sys.executable, "-m", "tuner.learning.record", str(task), "--runs-dir",
                                  str(tmp_path / "runs"), "--max-foreign-cpu", "none"], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     code, stderr = _sigterm_mid_measurement(recorder, landscape)
@@ -172,7 +172,7 @@ def test_sigterm_stops_parallel_ppo_envs_and_their_workers(tmp_path):
 
 
 def test_a_second_signal_while_the_first_unwinds_changes_nothing():
-    done = subprocess.run([sys.executable, "-c", "import signal\nfrom tuner import interrupts\n"
+    done = subprocess.run([sys.executable, "-c", "import signal\nfrom tuner.measure import interrupts\n"
                            "try:\n    interrupts._interrupted(signal.SIGTERM, None)\nexcept KeyboardInterrupt:\n"
                            "    interrupts._interrupted(signal.SIGTERM, None)  # pkill twice: no second raise\n"
                            "    print('unwound once')\n"], cwd=ROOT, capture_output=True, text=True, timeout=60)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.errors import ConfigError
 from tuner.space import load_space, parse_constraint
 from tuner.space.loader import space_from_dict
+from tuner.util.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 

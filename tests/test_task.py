@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tuner.errors import ConfigError, ModelNotFoundError
 from tuner.task import load_task
+from tuner.util.errors import ConfigError, ModelNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -14,10 +14,10 @@ from tuner.commands.listing import cmd_envs_list, cmd_spaces_show
 from tuner.commands.measuring import cmd_measure
 from tuner.commands.shipping import cmd_export, cmd_sync, cmd_ui
 from tuner.commands.tuning import cmd_compare, cmd_tune
-from tuner.errors import EveryConfigFails, UserError
-from tuner.interrupts import handle_interrupts
-from tuner.redact import install_redaction, redact_text
+from tuner.measure.interrupts import handle_interrupts
 from tuner.task import MAX_SEED
+from tuner.util.errors import EveryConfigFails, UserError
+from tuner.util.redact import install_redaction, redact_text
 
 READ_ONLY_COMMANDS = ("spaces", "envs", "runs", "show")  # the others write under the runs folder
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # disk full, quota, file size limit

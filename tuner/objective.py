@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.errors import ConfigError
+from tuner.util.errors import ConfigError
+from tuner.util.numbers import is_number
 
 METRICS = ("ttft_s", "tpot_s", "latency_p50_s", "latency_p95_s", "tokens_per_s", "peak_mem_mb", "warmup_s",
            "top1_agree", "kl", "task_accuracy", "repeats", "cv")  # every static-batch record's (DESIGN §5)
@@ -39,7 +40,7 @@ class Bound:
         minimum, maximum = self.minimum, self.maximum
         if self.min_ratio is not None or self.max_ratio is not None:
             base = (reference or {}).get(self.metric)
-            if not _is_number(base):
+            if not is_number(base):
                 return None
             if self.min_ratio is not None:
                 minimum = max(minimum if minimum is not None else -math.inf, self.min_ratio * base)
@@ -50,7 +51,7 @@ class Bound:
     def violation(self, value: float | None, reference: Mapping[str, Any] | None = None) -> float:
         """Relative size of the violation (0 when satisfied; 1 when the metric or its reference is missing)."""
         limits = self.limits(reference)
-        if not _is_number(value) or limits is None:
+        if not is_number(value) or limits is None:
             return 1.0
         minimum, maximum = limits
         if maximum is not None and value > maximum:
@@ -58,11 +59,6 @@ class Bound:
         if minimum is not None and value < minimum:
             return (minimum - value) / max(abs(minimum), 1e-12)
         return 0.0
-
-
-def _is_number(value: Any) -> bool:
-    """A finite real number (bools, None, NaN and infinities are not figures)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -103,7 +99,7 @@ def objective_from_dict(data: Mapping[str, Any], source: str) -> ObjectiveSpec:
             raise ConfigError("give {min: x}, {max: y}, {min_ratio: r} and/or {max_ratio: r}", source=source,
                               field=field, value=limits)
         for key, value in limits.items():
-            if not _is_number(value) or (key.endswith("_ratio") and value <= 0):
+            if not is_number(value) or (key.endswith("_ratio") and value <= 0):
                 kind = "a positive number (a share of the reference's value)" if key.endswith("_ratio") else "a number"
                 raise ConfigError(f"must be {kind}", source=source, field=f"{field}.{key}", value=value)
         bounds.append(Bound(name, limits.get("min"), limits.get("max"), limits.get("min_ratio"),
@@ -112,7 +108,7 @@ def objective_from_dict(data: Mapping[str, Any], source: str) -> ObjectiveSpec:
     if isinstance(baseline, bool) or not isinstance(baseline, int | float) or baseline <= 0:
         raise ConfigError("must be a positive number", source=source, field="objective.baseline", value=baseline)
     penalty = data.get("penalty", 1.0)
-    if not _is_number(penalty) or penalty < 0:
+    if not is_number(penalty) or penalty < 0:
         raise ConfigError("must be a number >= 0", source=source, field="objective.penalty", value=penalty)
     return ObjectiveSpec(metric, direction, float(baseline), tuple(bounds), float(penalty))
 
@@ -131,7 +127,7 @@ def score(spec: ObjectiveSpec, status: str, metrics: Mapping[str, Any] | None,
     ``ZERO_FLOOR`` times the baseline, so 0 is the best value rather than an error.
     """
     value = (metrics or {}).get(spec.metric)
-    if status not in ("ok", "unstable") or not _is_number(value) or value < 0:
+    if status not in ("ok", "unstable") or not is_number(value) or value < 0:
         return FAILED_SCORE, False
     ratio = max(value / spec.baseline, ZERO_FLOOR)
     raw = math.log(ratio) if spec.direction == "maximize" else -math.log(ratio)
@@ -145,7 +141,7 @@ def violation_size(spec: ObjectiveSpec, status: str, metrics: Mapping[str, Any] 
     """How far a record is from feasible: 0 when feasible, the sum of its relative misses when measured,
     ``FAILED_VIOLATION`` when nothing was measured (so a sampler can learn "how far", not only "whether")."""
     value = (metrics or {}).get(spec.metric)
-    if status not in ("ok", "unstable") or not _is_number(value) or value < 0:
+    if status not in ("ok", "unstable") or not is_number(value) or value < 0:
         return FAILED_VIOLATION
     total = sum(constraint_violations(spec, metrics or {}, reference).values())
     return min(total, FAILED_VIOLATION - 1.0)

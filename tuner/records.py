@@ -1,4 +1,4 @@
-"""Record: one measured config (DESIGN §6), appended and flushed to ``runs/<run>/records.jsonl``."""
+"""Record: one measured config and its Status (design §6), appended and flushed to ``runs/<run>/records.jsonl``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,40 @@ import math
 import os
 import sys
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 SCHEMA = 1
 _WARNED: set[tuple[str, int]] = set()  # (file, line) already reported in this process: each bad line warns once
+
+
+class Status(StrEnum):
+    """Outcome of measuring one config."""
+
+    OK = "ok"
+    UNSTABLE = "unstable"  # usable numbers whose repeats did not agree; never ranked best
+    INFEASIBLE = "infeasible"  # cannot run here (constraint, hardware, missing library)
+    OOM = "oom"
+    CRASH = "crash"  # the worker process died
+    TIMEOUT = "timeout"
+    ERROR = "error"  # an exception inside the worker
+
+    @property
+    def measured(self) -> bool:
+        """Whether the metrics are real measurements."""
+        return self in (Status.OK, Status.UNSTABLE)
+
+    @property
+    def cacheable(self) -> bool:
+        """Whether measuring again with the same cache key gives the same outcome, so the cache may answer.
+
+        ``unstable`` is not: its repeats disagreed, so another try may be ``ok``. Failures (oom, crash, timeout,
+        error) may be transient. ``infeasible`` is, because the key holds every machine fact a backend rules
+        it out by (device and its count, cores, library versions, model); a constraint violation is decided
+        before the cache and never stored.
+        """
+        return self in (Status.OK, Status.INFEASIBLE)
 
 
 @dataclass
@@ -108,8 +137,6 @@ RECORDING_FIELDS: dict[str, type | tuple[type, ...]] = {"config": dict, "status"
 
 def shape_problem(data: Any, required: dict[str, type | tuple[type, ...]]) -> str | None:
     """What makes ``data`` not a record (``status is 5, not str``), or None when it is one."""
-    from tuner.measure.status import Status  # here: tuner.measure imports this module
-
     if not isinstance(data, dict):
         return f"{json.dumps(data)[:40]} is not a record (a JSON object)"
     optional = {name: kind for name, kind in OPTIONAL_FIELDS.items() if name not in required}

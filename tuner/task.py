@@ -8,13 +8,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import ConfigError, ModelNotFoundError
 from tuner.measure.feasibility import hf_space
-from tuner.names import NAME_RULE, is_name
 from tuner.objective import ObjectiveSpec, objective_from_dict
 from tuner.space import SearchSpace, find_space, load_space
 from tuner.space.loader import read_yaml
-from tuner.text_file import read_text
+from tuner.util.errors import ConfigError, ModelNotFoundError
+from tuner.util.names import NAME_RULE, is_name
+from tuner.util.text_file import read_text
 
 MAX_SEED = 2**32 - 1  # numpy, torch and Optuna all take seeds 0 .. 2**32 - 1
 DEVICES = ("auto", "cpu", "cuda")

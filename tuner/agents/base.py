@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.errors import UserError
-from tuner.session import TuningSession
+from tuner.evaluation.session import TuningSession
+from tuner.util.errors import UserError
 
 if TYPE_CHECKING:
     from tuner.space import SearchSpace

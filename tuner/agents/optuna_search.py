@@ -32,14 +32,15 @@ from tuner.agents.optuna_storage import (
     schema_lock,
     study_room,
 )
-from tuner.errors import UserError
+from tuner.evaluation.session import TuningSession
 from tuner.library.landscape import Landscape
 from tuner.library.warm_start import warm_start_configs
 from tuner.objective import ObjectiveSpec, violation_size
 from tuner.records import Record
-from tuner.redact import redact_url
-from tuner.session import TuningSession
 from tuner.space import SearchSpace
+from tuner.util.errors import UserError
+from tuner.util.numbers import is_number
+from tuner.util.redact import redact_url
 
 SAMPLERS = ("tpe", "gp", "nsga2", "cmaes", "random")
 PARETO_METRICS = (("tokens_per_s", "maximize", 0.0), ("top1_agree", "maximize", 0.0),
@@ -308,7 +309,7 @@ class OptunaAgent(Agent):
 
 def _figure(value: Any, missing: float) -> float:
     """A metric told to Optuna: a missing or non-finite figure counts as the failed value."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+    if is_number(value):
         return float(value)
     return missing
 

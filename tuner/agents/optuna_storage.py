@@ -24,7 +24,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
-from tuner.redact import userinfo_url
+from tuner.util.redact import userinfo_url
 
 HEARTBEAT_INTERVAL_S = 5
 GRACE_HEARTBEATS = 4  # a trial is stale after four missed heartbeats: a busy database is not a dead worker

@@ -13,11 +13,11 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from tuner.agents.base import Agent
 from tuner.env.tuning_env import TuningEnv
-from tuner.errors import UserError
-from tuner.interrupts import die_with_parent, handle_interrupts
+from tuner.evaluation.session import TuningSession
 from tuner.measure.backends.knobs import HOST_WORKERS
+from tuner.measure.interrupts import die_with_parent, handle_interrupts
 from tuner.records import Record
-from tuner.session import TuningSession
+from tuner.util.errors import UserError
 
 # Chosen for budgets of 20-200 measurements: an update every 8 measurements, many epochs over so few
 # samples, a high learning rate, and gamma 0 because a config's reward does not depend on the next one

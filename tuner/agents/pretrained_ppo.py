@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from tuner.agents.base import Agent
-from tuner.errors import UserError
+from tuner.agents.policy_file import PretrainedPolicy, load_policy
+from tuner.env.history import SessionHistory
+from tuner.evaluation.session import TuningSession, rankable
 from tuner.library.features import FEATURE_NAMES
-from tuner.library.history import SessionHistory
 from tuner.library.landscape import KNOBS, config_tuple
-from tuner.library.pretrain import PretrainedPolicy, load_policy
-from tuner.session import TuningSession, rankable
 from tuner.space import SearchSpace
+from tuner.util.errors import UserError
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.zip"
 TRIES = 64  # samples from the policy before falling back to an unmeasured config at random

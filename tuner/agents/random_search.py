@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from tuner.agents.base import Agent
-from tuner.session import TuningSession
+from tuner.evaluation.session import TuningSession
 
 
 class RandomAgent(Agent):

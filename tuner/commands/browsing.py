@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 
 from tuner.commands.common import runs_folder
-from tuner.errors import ConfigError
-from tuner.names import is_name
-from tuner.run_folder import RunFolder, is_run, list_runs, read_run
+from tuner.results.run_folder import RunFolder, is_run, list_runs, read_run
+from tuner.util.errors import ConfigError
+from tuner.util.names import is_name
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """Print a table of the runs under the runs folder, newest first."""
-    from tuner.run_show import runs_table
+    from tuner.results.show import runs_table
 
     runs = list_runs(runs_folder(args))
     if not runs:
@@ -33,7 +33,7 @@ def open_run(args: argparse.Namespace, name: str) -> RunFolder:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a run's best config, how sure it is and what it cost."""
-    from tuner.run_show import show_text
+    from tuner.results.show import show_text
 
     print(show_text(open_run(args, args.run)))
     return 0
@@ -41,7 +41,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a run's report.html and report.md and attach them to its MLflow run."""
-    from tuner.run_report import write_report
+    from tuner.results.report import write_report
 
     run = open_run(args, args.run)
     reports = write_report(run)

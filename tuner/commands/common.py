@@ -8,9 +8,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tuner.errors import ConfigError, UserError
-from tuner.names import checked_run_name
-from tuner.text_file import read_json_object
+from tuner.util.errors import ConfigError, UserError
+from tuner.util.names import checked_run_name
+from tuner.util.text_file import read_json_object
 
 if TYPE_CHECKING:
     from tuner.task import TaskSpec

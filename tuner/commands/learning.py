@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tuner.commands.common import runs_folder
-from tuner.errors import ConfigError
+from tuner.util.errors import ConfigError
 
 if TYPE_CHECKING:
     from tuner.tracking.mlflow_sink import MlflowSink
@@ -16,9 +16,10 @@ if TYPE_CHECKING:
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
     """Pretrain MaskablePPO over replayed landscapes; save the policy, its learning curve and a plot."""
+    from tuner.agents.policy_file import save_policy
+    from tuner.learning.pretrain import pretrain
     from tuner.library.catalog import LIBRARY, load_library
-    from tuner.library.pretrain import pretrain, save_policy
-    from tuner.plots import learning_curve_plot
+    from tuner.results.plots import learning_curve_plot
 
     if args.timesteps <= 0:
         raise ConfigError("must be a positive number of steps", field="--timesteps", value=args.timesteps)

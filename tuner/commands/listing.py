@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuner.errors import ConfigError, UserError
+from tuner.util.errors import ConfigError, UserError
 
 
 def cmd_spaces_show(args: argparse.Namespace) -> int:
     """Print a search space's knobs and constraints."""
-    from tuner.report import space_table
+    from tuner.results.tables import space_table
     from tuner.space import find_space, load_space
 
     print(space_table(load_space(find_space(args.name))))
@@ -19,8 +19,8 @@ def cmd_spaces_show(args: argparse.Namespace) -> int:
 
 def cmd_envs_list(args: argparse.Namespace) -> int:
     """List the task specs in the envs folder, with their Gymnasium ids."""
-    from tuner.report import table
     from tuner.task import load_task
+    from tuner.util.formatting import table
 
     folder = Path(args.envs_dir)
     if not folder.is_dir():

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from tuner.commands.common import mlflow_mirror, run_name, runs_folder
-from tuner.errors import ConfigError
-from tuner.run_lock import hold_run
+from tuner.run.lock import hold_run
 from tuner.space import SearchSpace
-from tuner.text_file import read_text
+from tuner.util.errors import ConfigError
+from tuner.util.text_file import read_text
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
@@ -67,9 +67,9 @@ def _sweep(task_space: SearchSpace, assignments: list[str], grid: bool = False,
 
 def cmd_measure(args: argparse.Namespace) -> int:
     """Measure one or more configs of a task and print them as a table (or JSON lines)."""
-    from tuner.evaluator import Evaluator
-    from tuner.progress import TrialProgress
-    from tuner.report import failure_lines, records_table
+    from tuner.evaluation.evaluator import Evaluator
+    from tuner.results.tables import failure_lines, records_table
+    from tuner.run.progress import TrialProgress
     from tuner.task import load_task
 
     task = load_task(args.env)

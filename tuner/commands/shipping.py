@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.commands.common import mlflow_mirror, runs_folder, task_file_of
-from tuner.errors import ConfigError
-from tuner.text_file import read_json_object
+from tuner.util.errors import ConfigError
+from tuner.util.text_file import read_json_object
 
 if TYPE_CHECKING:
     from tuner.records import Record
@@ -20,9 +20,9 @@ if TYPE_CHECKING:
 def cmd_export(args: argparse.Namespace) -> int:
     """Write the serving-stack files for a run's best config, a trial, or the best ever measured for a task."""
     from tuner.export import TARGETS, export_to
-    from tuner.report import metric_text, serving
+    from tuner.results.tables import metric_text, serving
+    from tuner.run.tune import export_context
     from tuner.task import load_task
-    from tuner.tuning import export_context
 
     targets = list(TARGETS) if args.to == "all" else [args.to]
     if args.to != "all" and args.to not in TARGETS:
@@ -48,8 +48,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _best_record(folder: Path, task_id: str | None):
     """The best rankable record under ``folder`` (of ``task_id``, when given)."""
+    from tuner.evaluation.session import rankable
     from tuner.records import read_records
-    from tuner.session import rankable
 
     candidates = [record for path in folder.glob("**/records.jsonl") for record in read_records(path)
                   if (task_id is None or record.task == task_id) and rankable(record)]
@@ -61,9 +61,9 @@ def _best_record(folder: Path, task_id: str | None):
 
 def _record_for_run(args: argparse.Namespace, runs: Path, run_id: str):
     """(record, task, MLflow run id) for an infertune run name (its best) or an MLflow run id."""
-    from tuner.names import is_name
     from tuner.records import read_records
     from tuner.task import load_task
+    from tuner.util.names import is_name
 
     run_dir = runs / run_id
     if is_name(run_id) and (run_dir / "records.jsonl").is_file():  # else an MLflow run id, never a path
@@ -86,10 +86,10 @@ def _record_for_run(args: argparse.Namespace, runs: Path, run_id: str):
 
 def cmd_sync(args: argparse.Namespace) -> int:
     """Upload a run's records to MLflow; what is there already is skipped, so it never duplicates."""
-    from tuner.names import checked_name
     from tuner.records import read_records
+    from tuner.run.tune import deployable_artifacts
     from tuner.task import load_task
-    from tuner.tuning import deployable_artifacts
+    from tuner.util.names import checked_name
 
     run_dir = runs_folder(args) / checked_name(args.run, "RUN")
     files = [run_dir / "records.jsonl", *sorted(run_dir.glob("*/records.jsonl"))]
@@ -107,7 +107,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     before = len(tracker.trial_runs)
     for record in records:
         tracker.log_record(record)
-    from tuner.session import best_record  # not at start-up: the session pulls in the evaluator
+    from tuner.evaluation.session import best_record  # not at start-up: the session pulls in the evaluator
 
     best = _summary_best(records, summary) or best_record(records)
     if best is not None:

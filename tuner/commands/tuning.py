@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tuner.commands.common import mlflow_mirror, run_name, runs_folder
-from tuner.errors import ConfigError
-from tuner.journal import Journal, spent_budget
-from tuner.names import checked_name
-from tuner.redact import MASK, redact_url, same_url
-from tuner.run_lock import hold_run
+from tuner.evaluation.resume import Journal, spent_budget
+from tuner.run.lock import hold_run
+from tuner.run.tune import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
 from tuner.task import MAX_SEED
-from tuner.text_file import read_json_object
-from tuner.tuning import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
+from tuner.util.errors import ConfigError
+from tuner.util.names import checked_name
+from tuner.util.redact import MASK, redact_url, same_url
+from tuner.util.text_file import read_json_object
 
 if TYPE_CHECKING:
     from tuner.task import TaskSpec
@@ -113,8 +113,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     """Tune a task with one agent and print the trials, the best config and the Pareto front."""
     from tuner.agents import make_agent
     from tuner.records import read_records
+    from tuner.run.tune import final_report, run_tune
     from tuner.task import load_task
-    from tuner.tuning import final_report, run_tune
 
     task = load_task(args.env)
     settings = {name: getattr(args, name, None) for name in RESUMED_SETTINGS}
@@ -169,9 +169,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """Compare agents over seeds on one task and budget; table on stdout, CSV and PNG under runs/."""
     from tuner.agents import AGENT_NAMES, make_agent
-    from tuner.compare import compare_table, run_compare
-    from tuner.report import shown
+    from tuner.results.comparison import compare_table
+    from tuner.run.compare import run_compare
     from tuner.task import load_task
+    from tuner.util.formatting import shown
 
     task = load_task(args.env)
     names = [name.strip() for name in args.agents.split(",") if name.strip()]

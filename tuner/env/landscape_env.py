@@ -17,9 +17,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from tuner.env.canonical import CanonicalCodec
+from tuner.env.history import LIMIT, SessionHistory
 from tuner.library.augment import perturbed
-from tuner.library.canonical import CanonicalCodec
-from tuner.library.history import LIMIT, SessionHistory
 from tuner.library.landscape import Landscape
 
 UNRECORDED_COST = 0.01  # reward for naming a config the recording lacks (a live agent never proposes one)

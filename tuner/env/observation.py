@@ -8,9 +8,8 @@ from typing import Any
 import numpy as np
 
 from tuner.env.codec import ActionCodec
-from tuner.measure.status import Status
-from tuner.records import Record
-from tuner.report import known
+from tuner.records import Record, Status
+from tuner.util.numbers import is_number
 
 STATUSES = [status.value for status in Status]
 LIMIT = 10.0  # every feature is clipped to [-LIMIT, LIMIT]
@@ -19,7 +18,7 @@ OUTCOME = ("tokens_per_s", "latency_p95_s", "top1_agree", "peak_mem_mb")  # the 
 
 def _log1p(value: Any) -> float:
     """log(1 + value) for a measured figure; 0 for a missing one (null, NaN), which its flag then marks."""
-    return math.log1p(max(float(value), 0.0)) if known(value) else 0.0
+    return math.log1p(max(float(value), 0.0)) if is_number(value) else 0.0
 
 
 def outcome_features(metrics: dict[str, Any]) -> list[float]:
@@ -28,13 +27,13 @@ def outcome_features(metrics: dict[str, Any]) -> list[float]:
     A missing figure is not a zero (a null ``top1_agree`` is not "no agreement"): the flag tells them apart.
     """
     values = [_log1p(metrics.get("tokens_per_s")) / 5.0, _log1p(metrics.get("latency_p95_s")),
-              float(metrics["top1_agree"]) if known(metrics.get("top1_agree")) else 0.0,
+              float(metrics["top1_agree"]) if is_number(metrics.get("top1_agree")) else 0.0,
               _log1p(metrics.get("peak_mem_mb")) / 5.0]
-    return values + [1.0 if known(metrics.get(name)) else 0.0 for name in OUTCOME]
+    return values + [1.0 if is_number(metrics.get(name)) else 0.0 for name in OUTCOME]
 
 
 def _scaled(score: float | None) -> float:
-    return score / 5.0 if known(score) else 0.0
+    return score / 5.0 if is_number(score) else 0.0
 
 
 class ObservationBuilder:

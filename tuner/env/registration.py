@@ -7,8 +7,8 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from tuner.errors import ConfigError
 from tuner.space.loader import read_yaml
+from tuner.util.errors import ConfigError
 
 ENTRY_POINT = "tuner.env.tuning_env:TuningEnv"
 

@@ -11,10 +11,10 @@ from gymnasium import spaces
 
 from tuner.env.codec import ActionCodec, value_mask
 from tuner.env.observation import LIMIT, ObservationBuilder, task_context
-from tuner.evaluator import Evaluator
-from tuner.journal import Journal
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.resume import Journal
+from tuner.evaluation.session import TuningSession
 from tuner.records import read_records
-from tuner.session import TuningSession
 from tuner.task import load_task
 
 REPEAT_PENALTY = 1.0  # a config proposed earlier in the episode earns its score minus this: explore, don't loop

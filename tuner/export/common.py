@@ -8,8 +8,9 @@ from typing import Any
 
 import yaml
 
-from tuner.report import known, shown
 from tuner.serving.flags import EngineOptions, engine_options, is_serving_config, option_argv
+from tuner.util.formatting import shown
+from tuner.util.numbers import is_number
 
 STATIC_BATCH_NOTE = ("infertune measured batch_size as a static batch (all sequences start and stop together); "
                      "this stack batches continuously, so the value below caps concurrent sequences instead")
@@ -64,7 +65,7 @@ def header(stack: str, context: ExportContext, config: dict[str, Any], comment: 
     lines = [f"infertune export for {stack}",
              f"task: {context.task}   model: {context.model}",
              "measured config: " + " ".join(f"{key}={value}" for key, value in config.items())]
-    if not under_load or any(known(context.metrics.get(name)) for name in HEADER_METRICS):
+    if not under_load or any(is_number(context.metrics.get(name)) for name in HEADER_METRICS):
         # a serving record has no static-batch figures: a line of n/a would only say so
         lines.append(f"measured: {figures}")
     if under_load:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tuner.errors import ConfigError
 from tuner.export.common import ExportContext, Exported, batching_note, header, serving, shard_gaps
 from tuner.serving.flags import command_text, engine_options, transformers_cb_fields, transformers_serve_argv
+from tuner.util.errors import ConfigError
 
 KIND = "infertune.hf-export"
 DISTRIBUTED_CONFIG = "transformers.distributed.DistributedConfig"  # from_pretrained.distributed_config is one of these

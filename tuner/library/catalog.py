@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tuner.errors import ConfigError
 from tuner.library.landscape import Landscape, load_landscape
+from tuner.util.errors import ConfigError
 
 LIBRARY = Path(__file__).resolve().parents[2] / "envs" / "recordings" / "library"
 

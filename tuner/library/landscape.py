@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import ConfigError
 from tuner.measure.backends.replay import PREFERENCE, read_recording
 from tuner.measure.feasibility import knob_defaults
-from tuner.measure.status import Status
 from tuner.objective import ObjectiveSpec, objective_from_dict, score
-from tuner.records import strict_json
+from tuner.records import Status, strict_json
 from tuner.space.loader import read_yaml
+from tuner.util.errors import ConfigError
+from tuner.util.numbers import is_number
 
 KNOBS = ("batch_size", "dtype", "quantization", "attn_implementation", "cache_implementation", "compile",
          "shard_count")
@@ -101,9 +101,8 @@ def landscape_from_records(name: str, rows: list[dict[str, Any]], objective: Obj
         reference = (row.get("info") or {}).get("reference_metrics")
         value, feasible = score(objective, row["status"], row.get("metrics"), reference)
         metric = (row.get("metrics") or {}).get(objective.metric)
-        finite = isinstance(metric, int | float) and not isinstance(metric, bool) and math.isfinite(metric)
         outcomes[key] = Outcome(value, row["status"] == "ok" and feasible and math.isfinite(value),
-                                metric if finite else None, row["status"] != "infeasible")
+                                metric if is_number(metric) else None, row["status"] != "infeasible")
     features = next((row["features"] for row in rows if row.get("features")), None)
     return Landscape(name, objective, outcomes, features, source)
 

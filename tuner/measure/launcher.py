@@ -22,7 +22,7 @@ from typing import Any
 from tuner.measure.feasibility import Machine, runnable_values
 from tuner.measure.fingerprint import fingerprint
 from tuner.measure.protocol import decode, encode, error_payload
-from tuner.measure.status import Status
+from tuner.records import Status
 from tuner.space import SearchSpace
 
 LOG_LINES = 40

@@ -14,7 +14,7 @@ from typing import Any
 
 from tuner.measure import phases
 from tuner.measure.protocol import decode, encode, error_payload
-from tuner.measure.status import Status
+from tuner.records import Status
 
 
 def classify(error: BaseException) -> tuple[Status, bool]:

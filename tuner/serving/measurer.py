@@ -13,7 +13,7 @@ from typing import Any
 from tuner.measure.fingerprint import fingerprint as machine_fingerprint
 from tuner.measure.labels import labeled_share
 from tuner.measure.protocol import error_payload
-from tuner.measure.status import Status
+from tuner.records import Status
 from tuner.serving import knobs, loadgen
 from tuner.serving.http import complete
 from tuner.serving.load_metrics import combine, run_metrics

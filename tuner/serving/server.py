@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuner.interrupts import die_with_parent
+from tuner.measure.interrupts import die_with_parent
 
 HEALTH_POLL_S = 0.25
 STOP_GRACE_S = 5.0

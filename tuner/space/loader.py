@@ -7,11 +7,11 @@ from typing import Any
 
 import yaml
 
-from tuner.errors import ConfigError
 from tuner.space.constraints import parse_constraint
 from tuner.space.knobs import KNOB_TYPES, Knob
 from tuner.space.search_space import SearchSpace
-from tuner.text_file import read_text
+from tuner.util.errors import ConfigError
+from tuner.util.text_file import read_text
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -7,9 +7,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tuner.errors import ConfigError
 from tuner.space.constraints import Constraint
 from tuner.space.knobs import Knob
+from tuner.util.errors import ConfigError
 
 
 @dataclass(frozen=True)

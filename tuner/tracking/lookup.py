@@ -7,9 +7,9 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tuner.errors import UserError
-from tuner.redact import first_line, redact_text
 from tuner.tracking.uri import bound_db_retries
+from tuner.util.errors import UserError
+from tuner.util.redact import first_line, redact_text
 
 
 def find_trial(tracking_uri: str, run_id: str) -> tuple[str, int, str, str] | None:

@@ -19,8 +19,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from tuner.records import Record
-from tuner.redact import first_line, redact_text
 from tuner.tracking.uri import bound_db_retries, bound_http_waits
+from tuner.util.redact import first_line, redact_text
 
 bound_http_waits()  # already done by importing tuner.tracking; said here too, where the client is made
 

@@ -6,7 +6,7 @@ import logging
 import os
 from pathlib import Path
 
-from tuner.redact import userinfo_url
+from tuner.util.redact import userinfo_url
 
 # MLflow is a mirror: against an unreachable server a request costs seconds, not MLflow's default ~100 s of
 # retries (7 retries, backoff factor 2, 120 s timeout). MLflow reads these per request; a value the user set wins.

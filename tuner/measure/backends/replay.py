@@ -11,13 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import ConfigError
 from tuner.measure.faults import replay_delay
 from tuner.measure.protocol import error_payload
-from tuner.measure.status import Status
-from tuner.records import RECORDING_FIELDS, rejected
+from tuner.records import RECORDING_FIELDS, Status, rejected
 from tuner.space import SearchSpace
-from tuner.text_file import read_text
+from tuner.util.errors import ConfigError
+from tuner.util.text_file import read_text
 
 PREFERENCE = {Status.OK: 0, Status.UNSTABLE: 1, Status.INFEASIBLE: 2}  # the best-measured copy of a config wins
 

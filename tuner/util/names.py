@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from tuner.errors import ConfigError
+from tuner.util.errors import ConfigError
 
 MAX_NAME = 100
 NAME_RULE = (f"must be a name of 1-{MAX_NAME} letters, digits, '.', '_' or '-', not starting with '.' or '-' "

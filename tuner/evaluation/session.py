@@ -16,11 +16,12 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from tuner.errors import EveryConfigFails, UserError
-from tuner.evaluator import Evaluator
-from tuner.journal import Journal, spent_budget
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.resume import Journal, spent_budget
 from tuner.records import Record, finite_or_null
 from tuner.space import SearchSpace
+from tuner.util.errors import EveryConfigFails, UserError
+from tuner.util.numbers import is_number
 
 FAILURES = ("error", "crash", "oom", "timeout")
 FAILING_FROM_THE_START = 3  # this many failures before any success: something is broken, not the configs
@@ -178,9 +179,7 @@ class TuningSession:
 
 def rankable(record: Record) -> bool:
     """Eligible to be called best: measured with stable timing, meeting every objective constraint, finite score."""
-    objective = record.objective
-    return (record.status == "ok" and record.feasible and isinstance(objective, int | float)
-            and math.isfinite(objective))
+    return record.status == "ok" and record.feasible and is_number(record.objective)
 
 
 def config_key(config: Mapping[str, Any]) -> str:

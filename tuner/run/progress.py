@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from tuner.errors import ConfigError
-from tuner.report import config_text
+from tuner.util.errors import ConfigError
+from tuner.util.formatting import config_text
 
 QUIET_S = 10.0  # the longest a phase may go without a line, off a terminal ($INFERTUNE_PROGRESS_S overrides)
 DETAIL_EVERY_S = 3.0  # off a terminal: a phase's changing details (repeat k of N) at most this often

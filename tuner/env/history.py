@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from tuner.library.canonical import CanonicalCodec, TaskCodec
+from tuner.env.canonical import CanonicalCodec, TaskCodec
 from tuner.library.features import SIZE as FEATURES_SIZE
 from tuner.library.features import feature_vector
 

@@ -12,12 +12,14 @@ import html
 from dataclasses import dataclass
 from pathlib import Path
 
-from tuner.journal import spent_budget
+from tuner.evaluation.resume import spent_budget
 from tuner.records import Record
-from tuner.report import MISSING, config_text, figures_text, metric_text, shown
-from tuner.run_costs import time_split
-from tuner.run_folder import RunFolder
-from tuner.run_show import certainty_lines, cost_lines
+from tuner.results.comparison import best_so_far, compare_table
+from tuner.results.costs import time_split
+from tuner.results.run_folder import RunFolder
+from tuner.results.show import certainty_lines, cost_lines
+from tuner.results.tables import figures_text, metric_text
+from tuner.util.formatting import MISSING, config_text, shown
 
 FILES = "report_files"  # the Markdown report's images, beside it
 TRIAL_METRICS = (("tokens_per_s", "tok/s", ".1f"), ("latency_p95_s", "p95 s", ".3f"), ("top1_agree", "top1", ".3f"),
@@ -45,9 +47,8 @@ def spent_after(records: list[Record]) -> list[int]:
 
 def _figures(run: RunFolder, folder: Path) -> list[Figure]:
     """Draw (or reuse) every plot of the report into ``folder``."""
-    from tuner.compare import best_so_far
-    from tuner.pareto import pareto_front
-    from tuner.plots import accuracy_speed_plot, best_so_far_plot, pareto_plot, time_split_plot
+    from tuner.results.pareto import pareto_front
+    from tuner.results.plots import accuracy_speed_plot, best_so_far_plot, pareto_plot, time_split_plot
 
     folder.mkdir(parents=True, exist_ok=True)
     records, figures = run.records, []
@@ -162,8 +163,6 @@ def render_html(run: RunFolder, figures: list[Figure]) -> str:
             content = html.escape(text) if text is not None else f"(over {EXPORT_SHOWN_BYTES} bytes: see export/)"
             parts.append(f"<details><summary>export/{html.escape(name)}</summary><pre>{content}</pre></details>")
     if run.kind == "compare" and run.summary and run.summary.get("agents"):
-        from tuner.compare import compare_table
-
         parts.append(f"<h2>Agents</h2><pre>{html.escape(compare_table(run.summary))}</pre>")
     for figure in figures:
         parts.append(f"<figure><h2>{html.escape(figure.title)}</h2><img alt='{html.escape(figure.title)}' "
@@ -181,8 +180,6 @@ def render_markdown(run: RunFolder, figures: list[Figure], image_folder: str) ->
     for name, text in _exports(run):
         lines += ["", f"**export/{name}**", "", "```", text if text is not None else "(see export/)", "```"]
     if run.kind == "compare" and run.summary and run.summary.get("agents"):
-        from tuner.compare import compare_table
-
         lines += ["", "## Agents", "", "```", compare_table(run.summary), "```"]
     for figure in figures:
         lines += ["", f"## {figure.title}", "", f"![{figure.title}]({image_folder}/{figure.path.name})", "",

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from typing import Any
 
 from tuner.records import Record
 from tuner.space import SearchSpace
+from tuner.util.formatting import config_text, shown, table, value_text
 
-MISSING = "n/a"  # how a metric that was not measured (null in the record) is shown everywhere
 METRIC_COLUMNS = (("tokens_per_s", "tok/s", ".1f"), ("ttft_s", "ttft_s", ".3f"), ("tpot_s", "tpot_s", ".4f"),
                   ("latency_p50_s", "p50_s", ".3f"), ("latency_p95_s", "p95_s", ".3f"),
                   ("peak_mem_mb", "mem_MB", ".0f"), ("warmup_s", "warmup_s", ".2f"),
@@ -27,24 +25,6 @@ def serving(record: Record) -> bool:
     return "goodput_rps" in record.metrics or record.info.get("load") is not None
 
 
-def known(value: Any) -> bool:
-    """True for a real number (not null, not NaN/inf, not a bool): a metric that was measured."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def shown(value: Any, spec: str = "") -> str:
-    """``value`` formatted with the format ``spec`` (e.g. ``.1f``), or ``n/a`` when it was not measured."""
-    return format(value, spec) if known(value) else MISSING
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns separated by two spaces."""
-    cells = [list(map(str, headers))] + [[str(cell) for cell in row] for row in rows]
-    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells]
-    return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])
-
-
 def metric_text(record: Record, name: str, spec: str = "") -> str:
     """One metric of a record, formatted, or ``n/a`` when the record lacks it."""
     return shown(record.metrics.get(name), spec)
@@ -57,8 +37,7 @@ def records_table(records: Sequence[Record], knobs: Sequence[str]) -> str:
     rows = []
     for record in records:
         status = record.status + (" (cached)" if record.cached else "")
-        rows.append([record.trial, *(str(record.config.get(knob)).lower() if isinstance(record.config.get(knob), bool)
-                                     else record.config.get(knob) for knob in knobs), status,
+        rows.append([record.trial, *(value_text(record.config.get(knob)) for knob in knobs), status,
                      *(metric_text(record, name, spec) for name, _, spec in columns),
                      shown(record.objective, ".3f")])
     return table(headers, rows)
@@ -78,15 +57,6 @@ def space_table(space: SearchSpace) -> str:
     if space.constraints:
         text += ["", "constraints:", *(f"  {constraint.text}" for constraint in space.constraints)]
     return "\n".join(text)
-
-
-def _short(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def config_text(config: dict[str, Any]) -> str:
-    """``knob=value`` pairs on one line."""
-    return " ".join(f"{name}={_short(value)}" for name, value in config.items())
 
 
 def figures_text(record: Record) -> str:
@@ -136,6 +106,6 @@ PARETO_COLUMNS = (("tokens_per_s", ".1f"), ("latency_p95_s", ".3f"), ("top1_agre
 
 def pareto_table(front: Sequence[Record], knobs: Sequence[str]) -> str:
     """The Pareto front as a table: trial, varying knobs, the four trade-off metrics."""
-    rows = [[record.trial, *(_short(record.config.get(knob)) for knob in knobs),
+    rows = [[record.trial, *(value_text(record.config.get(knob)) for knob in knobs),
              *(metric_text(record, name, spec) for name, spec in PARETO_COLUMNS)] for record in front]
     return table(["trial", *knobs, "tok/s", "p95_s", "top1", "mem_MB"], rows)

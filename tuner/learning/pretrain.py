@@ -1,35 +1,22 @@
-"""Pretrain a MaskablePPO policy on replayed landscapes, and load it back with the action space it knows."""
+"""Pretrain a MaskablePPO policy on replayed landscapes (saved and loaded by ``tuner.agents.policy_file``)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 from sb3_contrib import MaskablePPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from tuner.agents.policy_file import POLICY_FORMAT, PretrainedPolicy
+from tuner.env.canonical import CanonicalCodec, canonical_values
 from tuner.env.landscape_env import LandscapeEnv
-from tuner.library.canonical import CanonicalCodec, canonical_values
 from tuner.library.features import FEATURE_NAMES
 from tuner.library.landscape import Landscape
 
 BUDGETS = (4, 6, 8, 12, 16, 24, 32)  # episode budgets drawn in pretraining (32 = history.MAX_BUDGET)
-POLICY_FORMAT = 1
-
-
-@dataclass
-class PretrainedPolicy:
-    """A pretrained policy and what it needs to act: its canonical values and feature layout."""
-
-    model: MaskablePPO
-    codec: CanonicalCodec
-    meta: dict[str, Any] = field(default_factory=dict)
 
 
 class LearningCurve(BaseCallback):
@@ -83,18 +70,3 @@ def pretrain(landscapes: Sequence[Landscape], *, timesteps: int = 200_000, seed:
 def _factory(landscapes: Sequence[Landscape], codec: CanonicalCodec, augment: float,
              mirror_batch: float) -> Callable[[], LandscapeEnv]:
     return lambda: LandscapeEnv(landscapes, codec, BUDGETS, augment=augment, mirror_batch=mirror_batch)
-
-
-def save_policy(policy: PretrainedPolicy, path: Path) -> None:
-    """The model as ``path`` (.zip) and its canonical values and provenance beside it (.json)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    policy.model.save(path)
-    path.with_suffix(".json").write_text(json.dumps(policy.meta, indent=1))
-
-
-def load_policy(path: Path) -> PretrainedPolicy:
-    """A policy saved by ``save_policy``."""
-    meta = json.loads(Path(path).with_suffix(".json").read_text())
-    # a policy saved before ranked knobs existed names every value as itself
-    codec = CanonicalCodec(meta["canonical"], meta.get("ranked", ()))
-    return PretrainedPolicy(MaskablePPO.load(path, device="cpu"), codec, meta)

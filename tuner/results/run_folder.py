@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tuner.journal import spent_budget
+from tuner.evaluation.resume import spent_budget
+from tuner.evaluation.session import best_record
 from tuner.records import Record, read_records
-from tuner.session import best_record
-from tuner.text_file import read_json_object
+from tuner.util.text_file import read_json_object
 
 RUN_FILES = ("records.jsonl", "summary.json", "run.json", "compare.json")
 

@@ -13,19 +13,20 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from tuner.agents import Agent
-from tuner.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.resume import Journal
+from tuner.evaluation.session import TuningSession
 from tuner.export import TARGETS, ExportContext, export_to
-from tuner.journal import Journal
-from tuner.pareto import front_metrics, pareto_front
-from tuner.plots import pareto_plot
-from tuner.progress import TrialProgress
 from tuner.records import Record
-from tuner.report import config_text, figures_text, pareto_table, trial_line
-from tuner.run_folder import read_run
-from tuner.run_report import write_report
-from tuner.run_show import certainty_lines, cost_lines
-from tuner.session import TuningSession
+from tuner.results.pareto import front_metrics, pareto_front
+from tuner.results.plots import pareto_plot
+from tuner.results.report import write_report
+from tuner.results.run_folder import read_run
+from tuner.results.show import certainty_lines, cost_lines
+from tuner.results.tables import figures_text, pareto_table, trial_line
+from tuner.run.progress import TrialProgress
 from tuner.task import TaskSpec
+from tuner.util.formatting import config_text
 
 RUN_SETTINGS = "run.json"  # what --resume needs to restart the same search
 INPUTS = "inputs"  # run.json's key for the SHA-256 of the files that define the task, which --resume compares

@@ -17,12 +17,12 @@ from typing import Any
 import yaml
 
 from tuner.agents import Agent
+from tuner.evaluation.session import rankable
 from tuner.library.landscape import KNOBS, Landscape, config_tuple
 from tuner.measure.feasibility import hf_space
-from tuner.session import rankable
+from tuner.run.tune import run_tune
 from tuner.space.loader import read_yaml
 from tuner.task import TaskSpec, load_task
-from tuner.tuning import run_tune
 
 TARGET = 0.95
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tuner.records import Record, non_finite
-from tuner.report import known
+from tuner.util.numbers import is_number
 
 # (metric, +1 to maximize / -1 to minimize): the trade-offs a deployer weighs
 FRONT_METRICS: tuple[tuple[str, int], ...] = (("tokens_per_s", 1), ("latency_p95_s", -1), ("top1_agree", 1),
@@ -30,7 +30,7 @@ def _measured(records: Sequence[Record], first: str) -> list[Record]:
     """
     unique: dict[str, Record] = {}
     for record in records:
-        if (record.status in ("ok", "unstable") and known(record.metrics.get(first))
+        if (record.status in ("ok", "unstable") and is_number(record.metrics.get(first))
                 and non_finite(record.metrics) is None):
             unique.setdefault(repr(sorted(record.config.items())), record)
     return list(unique.values())
@@ -45,7 +45,7 @@ def front_metrics(records: Sequence[Record],
     """
     candidates = _measured(records, metrics[0][0])
     return [metrics[0], *(item for item in metrics[1:]
-                          if candidates and all(known(record.metrics.get(item[0])) for record in candidates))]
+                          if candidates and all(is_number(record.metrics.get(item[0])) for record in candidates))]
 
 
 def pareto_front(records: Sequence[Record], metrics: Sequence[tuple[str, int]] = FRONT_METRICS) -> list[Record]:

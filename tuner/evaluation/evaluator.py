@@ -18,9 +18,8 @@ from tuner.measure.fingerprint import resolve_device
 from tuner.measure.launcher import WorkerClient
 from tuner.measure.measurer import Measurer
 from tuner.measure.protocol import error_payload
-from tuner.measure.status import Status
 from tuner.objective import score
-from tuner.records import Record, append_record, read_records
+from tuner.records import Record, Status, append_record, read_records
 from tuner.task import TaskSpec
 
 CACHEABLE = {status.value for status in Status if status.cacheable}

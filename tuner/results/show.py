@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from tuner.evaluation.session import rankable
 from tuner.records import Record
-from tuner.report import config_text, figures_text, known, metric_text, serving, shown, table
-from tuner.run_costs import time_split
-from tuner.run_folder import RunFolder
-from tuner.session import rankable
+from tuner.results.comparison import compare_table
+from tuner.results.costs import time_split
+from tuner.results.run_folder import RunFolder
+from tuner.results.tables import figures_text, metric_text, serving
+from tuner.util.formatting import config_text, shown, table
+from tuner.util.numbers import is_number
 
 
 def runs_table(runs: Sequence[RunFolder]) -> str:
@@ -60,12 +63,12 @@ def cost_lines(run: RunFolder) -> list[str]:
     wall = (run.summary or {}).get("duration_s")
     if wall is None and run.seed_runs:  # a compare run from before compare.json kept its duration
         walls = [(seed.summary or {}).get("duration_s") for seed in run.seed_runs]
-        wall = sum(walls) if all(known(value) for value in walls) else None
+        wall = sum(walls) if all(is_number(value) for value in walls) else None
     split = time_split(run.records, wall)
     parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in split.items() if seconds >= 0.5)
     lines = [f"{run.measurements} measurements, {len(run.records)} trials ({cached} from the cache); "
              + ", ".join(f"{count} {status}" for status, count in statuses.most_common()),
-             (f"wall time {wall:.0f} s" if known(wall) else "wall time n/a") + (f": {parts}" if parts else "")]
+             (f"wall time {wall:.0f} s" if is_number(wall) else "wall time n/a") + (f": {parts}" if parts else "")]
     return lines
 
 
@@ -86,8 +89,6 @@ def show_text(run: RunFolder) -> str:
                   f"  {figures_text(best)}",
                   "", "how sure:", *(f"  {line}" for line in certainty_lines(best, run.records))]
     if run.kind == "compare" and run.summary and run.summary.get("agents"):
-        from tuner.compare import compare_table
-
         lines += ["", f"agents over {len(run.summary.get('seeds') or [])} seeds (best known "
                   f"{run.summary.get('metric')}: {shown(run.summary.get('best_known'), '.1f')}):",
                   compare_table(run.summary)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tuner.records import Record
-from tuner.report import known
+from tuner.util.numbers import is_number
 
 PARTS = ("loading", "warmup and compile", "inference", "accuracy scoring", "worker overhead", "failed measurements",
          "replay lookups", "tuner overhead")
@@ -13,7 +13,7 @@ FAILED = ("error", "crash", "oom", "timeout")  # their time is one lump: no step
 
 
 def _seconds(value: object) -> float:
-    return float(value) if known(value) else 0.0
+    return float(value) if is_number(value) else 0.0
 
 
 def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, float]:
@@ -25,7 +25,7 @@ def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, flo
     """
     split = dict.fromkeys(PARTS, 0.0)
     for record in records:
-        if record.cached or not known(record.duration_s):
+        if record.cached or not is_number(record.duration_s):
             continue
         info, metrics = record.info or {}, record.metrics or {}
         if info.get("replay"):  # a recording's figures, read back: no inference ran
@@ -43,7 +43,7 @@ def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, flo
         split["inference"] += inference
         split["accuracy scoring"] += accuracy
         split["worker overhead"] += max(0.0, record.duration_s - loading - warmup - inference - accuracy)
-    if wall_s is not None and known(wall_s):
-        measured = sum(record.duration_s for record in records if known(record.duration_s))
+    if wall_s is not None and is_number(wall_s):
+        measured = sum(record.duration_s for record in records if is_number(record.duration_s))
         split["tuner overhead"] = max(0.0, wall_s - measured)
     return split

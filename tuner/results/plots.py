@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tuner.records import Record
-from tuner.report import MISSING, known, shown
+from tuner.util.formatting import MISSING, shown
+from tuner.util.numbers import is_number
 
 
 def _pyplot():
@@ -35,7 +36,7 @@ def _save(plt, figure, path: Path) -> Path:
 
 def _points(records: Sequence[Record], x: str, y: str) -> tuple[list[Record], list[float], list[float]]:
     """The records with both metrics known (a null or NaN cannot be placed on an axis)."""
-    kept = [record for record in records if known(record.metrics.get(x)) and known(record.metrics.get(y))]
+    kept = [record for record in records if is_number(record.metrics.get(x)) and is_number(record.metrics.get(y))]
     return kept, [record.metrics[x] for record in kept], [record.metrics[y] for record in kept]
 
 
@@ -82,7 +83,7 @@ def curves_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path, tit
             low, high = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
         axis.plot(steps, mean, label=f"{agent} (mean of {len(runs)})")
         axis.fill_between(steps, low, high, alpha=0.15)
-    if known(reference):  # nothing feasible anywhere: no line to draw
+    if is_number(reference):  # nothing feasible anywhere: no line to draw
         axis.axhline(reference, color="black", linestyle="--", linewidth=1, label="best known")
         axis.axhline(0.95 * reference, color="grey", linestyle=":", linewidth=1, label="95% of best known")
     _label(axis, xlabel, ylabel)
@@ -96,7 +97,7 @@ def best_so_far_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path
     """Best-so-far against measurements, per agent: the mean over every seed with a min-max band (a seed with no
     feasible config yet counts as the value the legend names, so the mean never falls), and below it the share of
     seeds that have a feasible config."""
-    from tuner.curves import none_value, seed_band
+    from tuner.results.curves import none_value, seed_band
 
     plt = _pyplot()
     figure, (axis, share_axis) = plt.subplots(2, 1, figsize=(7.5, 6.2), sharex=True,
@@ -110,7 +111,7 @@ def best_so_far_plot(curves: Mapping[str, Sequence[Sequence[float]]], path: Path
         axis.fill_between(steps, band.low, band.high, alpha=0.15, color=line.get_color(), step="post")
         share_axis.step(steps, [100 * share for share in band.feasible_share], where="post",
                         color=line.get_color(), label=agent)
-    if known(reference):  # nothing feasible anywhere: no line to draw
+    if is_number(reference):  # nothing feasible anywhere: no line to draw
         axis.axhline(reference, color="black", linestyle="--", linewidth=1, label="best known")
         target = 0.95 * reference if maximize else reference / 0.95
         axis.axhline(target, color="grey", linestyle=":", linewidth=1, label="95% of best known")
@@ -170,7 +171,7 @@ def accuracy_speed_plot(records: Sequence[Record], path: Path, title: str) -> Pa
     ranked = [record for record in inside if record.status == "ok"]
     if ranked:
         best = max(ranked, key=lambda record: record.objective)
-        if known(best.metrics.get("tokens_per_s")) and known(best.metrics.get("top1_agree")):
+        if is_number(best.metrics.get("tokens_per_s")) and is_number(best.metrics.get("top1_agree")):
             axis.scatter([best.metrics["tokens_per_s"]], [best.metrics["top1_agree"]], marker="*", s=220,
                          c="gold", edgecolors="black", label=f"best deployable (trial {best.trial})", zorder=3)
     missing = len(measured) - len(_points(measured, "tokens_per_s", "top1_agree")[0])

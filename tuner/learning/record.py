@@ -1,6 +1,6 @@
 """Record library landscapes: every config of a task's space, appended to ``<task>.jsonl`` as it is measured.
 
-    python -m tuner.library.record envs/recordings/library/NAME.yaml [...]  [--runs-dir runs]
+    python -m tuner.learning.record envs/recordings/library/NAME.yaml [...]  [--runs-dir runs]
 
 Resumable: a config already recorded (ok, infeasible or failed) is skipped, so a long grid is recorded in
 chunks; an ``unstable`` one is measured again (it never counts as the config's figure) and the better copy wins
@@ -19,10 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from tuner.evaluator import Evaluator
-from tuner.interrupts import handle_interrupts
+from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.backends.replay import config_key, read_recording
 from tuner.measure.contention import foreign_cores_now
+from tuner.measure.interrupts import handle_interrupts
 from tuner.records import Record, append_record
 from tuner.task import load_task
 

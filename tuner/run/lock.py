@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from tuner.errors import ConfigError
+from tuner.util.errors import ConfigError
 
 LOCK_FILE = "run.lock"
 _held: dict[Path, int] = {}  # run folder -> open descriptor holding its lock, kept open until the process ends

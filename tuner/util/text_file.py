@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tuner.errors import ConfigError
+from tuner.util.errors import ConfigError
 
 
 def read_text(path: Path) -> str:

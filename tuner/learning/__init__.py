@@ -1,0 +1,1 @@
+"""Programs that learn from recorded landscapes: record one, pretrain the policy, measure transfer."""

@@ -1,0 +1,1 @@
+"""Utilities with no knowledge of tuning: user errors, names, text files, redaction, formatting."""
