@@ -1,1 +1,1 @@
-"""The landscape library and learning to tune: recorded landscapes, their features, a pretrained policy."""
+"""The landscape library: recorded landscapes, their features, warm starts from the nearest ones."""

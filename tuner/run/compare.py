@@ -20,13 +20,18 @@ from tuner.results.curves import none_value
 from tuner.results.plots import best_so_far_plot
 from tuner.results.report import write_report
 from tuner.results.run_folder import read_run
-from tuner.run.tune import Tracker, run_tune
+from tuner.run.tune import run_tune
 from tuner.task import TaskSpec
+from tuner.tracking.base import Tracker
 from tuner.util.formatting import shown
 
 
-class _TrialsOnly:
-    """Forwards every seed run's trials to the compare invocation's parent run; that run ends once, at the end."""
+class _TrialsOnly(Tracker):
+    """Forwards every seed run's trials to the compare invocation's parent run; that run ends once, at the end.
+
+    Per-seed bests are not deployables of the comparison, and files belong to its parent run, attached once at
+    the end: those calls stay no-ops.
+    """
 
     def __init__(self, tracker: Tracker):
         self.tracker = tracker
@@ -39,15 +44,6 @@ class _TrialsOnly:
 
     def run_id_of(self, record: Record) -> str | None:
         return self.tracker.run_id_of(record)
-
-    def mark_deployable(self, record: Record, artifacts: list[Path]) -> None:
-        """Per-seed bests are not deployables of the comparison."""
-
-    def attach(self, paths: list[Path]) -> None:
-        """Files belong to the comparison's parent run, attached once at the end."""
-
-    def finish(self, summary: dict[str, Any] | None = None) -> None:
-        """The comparison finishes its parent run itself."""
 
 
 def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget: int, seeds: Sequence[int],

@@ -10,7 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 from tuner.agents import Agent
 from tuner.evaluation.evaluator import Evaluator
@@ -26,28 +26,13 @@ from tuner.results.show import certainty_lines, cost_lines
 from tuner.results.tables import figures_text, pareto_table, trial_line
 from tuner.run.progress import TrialProgress
 from tuner.task import TaskSpec
+from tuner.tracking.base import Tracker
 from tuner.util.formatting import config_text
 
 RUN_SETTINGS = "run.json"  # what --resume needs to restart the same search
 INPUTS = "inputs"  # run.json's key for the SHA-256 of the files that define the task, which --resume compares
 FRONT_LABELS = {"tokens_per_s": "tokens/s", "latency_p95_s": "latency p95", "top1_agree": "top1_agree",
                 "peak_mem_mb": "memory"}
-
-
-class Tracker(Protocol):
-    """Where a run is mirrored (MLflow); every method must swallow its own failures."""
-
-    def log_record(self, record: Record) -> Any: ...
-
-    def log_training(self, metrics: dict[str, float], step: int) -> None: ...
-
-    def run_id_of(self, record: Record) -> str | None: ...
-
-    def mark_deployable(self, record: Record, artifacts: list[Path]) -> None: ...
-
-    def attach(self, paths: list[Path]) -> None: ...
-
-    def finish(self, summary: dict[str, Any] | None = None) -> None: ...
 
 
 @dataclass

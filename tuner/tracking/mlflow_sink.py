@@ -19,6 +19,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from tuner.records import Record
+from tuner.tracking.base import Tracker
 from tuner.tracking.uri import bound_db_retries, bound_http_waits
 from tuner.util.redact import first_line, redact_text
 
@@ -46,7 +47,7 @@ def _clean(values: dict[str, Any]) -> dict[str, str]:
             if not any(marker in key.lower() for marker in SECRET_MARKERS)}
 
 
-class MlflowSink:
+class MlflowSink(Tracker):
     """Mirrors one infertune run into an MLflow experiment named after the task."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None,

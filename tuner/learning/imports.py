@@ -1,6 +1,6 @@
 """Bring a landscape recorded elsewhere into the library: the same records, with the task's features added.
 
-    python -m tuner.library.imports SOURCE.jsonl TARGET.jsonl FEATURES.json
+    python -m tuner.learning.imports SOURCE.jsonl TARGET.jsonl FEATURES.json
 
 Records that already carry features keep them; the rest get ``FEATURES.json`` (model, hardware, workload).
 """
