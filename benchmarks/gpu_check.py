@@ -141,7 +141,7 @@ def main() -> None:
             print(f"    {record.status}  {_cell(record.metrics.get('tokens_per_s'))} tok/s  "
                   f"warmup {_cell(record.metrics.get('warmup_s'))} s  {results[-1]['error']}", flush=True)
             (out / "gpu_check.json").write_text(json.dumps(results, indent=1))  # kept even if the run is cut off
-        worker_starts = evaluator.worker.starts
+        worker_starts = evaluator.measurer.starts
     with open(out / "gpu_check.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(results[0]))
         writer.writeheader()

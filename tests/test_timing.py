@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tuner.measure.timing import agreeing_window, cv, percentile, repeats_agree, window_figures
+from tuner.measure.timing import agreeing_window, cv, repeats_agree, window_figures
+from tuner.util.numbers import percentile
 
 
 def test_percentiles_interpolate():

@@ -136,6 +136,12 @@ def score(spec: ObjectiveSpec, status: str, metrics: Mapping[str, Any] | None,
     return max(raw - penalty, FAILED_SCORE + 1.0), not violations
 
 
+def score_row(spec: ObjectiveSpec, row: Mapping[str, Any]) -> tuple[float, bool]:
+    """``score`` of one recorded line (a records.jsonl object, or a worker's reply), against the reference figures
+    its ``info`` carries."""
+    return score(spec, row["status"], row.get("metrics"), (row.get("info") or {}).get("reference_metrics"))
+
+
 def violation_size(spec: ObjectiveSpec, status: str, metrics: Mapping[str, Any] | None,
                    reference: Mapping[str, Any] | None = None) -> float:
     """How far a record is from feasible: 0 when feasible, the sum of its relative misses when measured,

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -76,6 +77,11 @@ class Record:
         """Rebuild a record (unknown keys are ignored so newer files still read)."""
         known = {name for name in cls.__dataclass_fields__}
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def config_key(config: Mapping[str, Any]) -> str:
+    """Canonical text of a complete config: one key per config, whatever the order of its knobs."""
+    return json.dumps(dict(config), sort_keys=True)
 
 
 def append_record(path: Path, record: Record) -> None:

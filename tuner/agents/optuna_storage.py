@@ -95,11 +95,6 @@ def fail_silent_trials(study: optuna.Study, grace_period_s: float) -> None:
             fail_and_retry(study, trial)
 
 
-def retried_from(trial: optuna.trial.FrozenTrial) -> int | None:
-    """The number of the dead trial this one retries, if it is a retry."""
-    return trial.system_attrs.get("failed_trial")
-
-
 def ask_seed(seed: int, study: optuna.Study) -> int:
     """The sampler seed for the next ask: fixed by the study's history, so a resumed run asks what it would have.
 

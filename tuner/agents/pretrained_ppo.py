@@ -76,8 +76,7 @@ class PretrainedPPOAgent(Agent):
         space = session.evaluator.task.space
         allowed = allowed_values(space, session.allowed)
         history = SessionHistory(policy.codec.bind(allowed), session.evaluator.describe(), session.budget)
-        candidates = [config_tuple(config) for config in space.grid()
-                      if all(config[name] in allowed[name] for name in space.names)]
+        candidates = [config_tuple(config) for config in space.grid(allowed)]
 
         def to_config(config: tuple) -> dict[str, Any]:
             return {name: value for name, value in zip(KNOBS, config, strict=True) if name in space.names}
@@ -112,13 +111,8 @@ def allowed_values(space: SearchSpace, runnable: dict[str, list[Any]]) -> dict[s
     """Per knob of the family, the values this task may take: its space's runnable choices, else the default."""
     from tuner.measure.feasibility import knob_defaults
 
-    values = {}
-    for name in KNOBS:
-        if name in space.names:
-            values[name] = [value for value in space.knob(name).choices if value in runnable.get(name, [value])]
-        else:
-            values[name] = [knob_defaults()[name]]
-    return values
+    runnable_choices = dict(zip(space.names, space.choices_within(runnable), strict=True))
+    return {name: runnable_choices.get(name, [knob_defaults()[name]]) for name in KNOBS}
 
 
 def propose(policy: PretrainedPolicy, history: SessionHistory, candidates: list[tuple],

@@ -15,9 +15,7 @@ class RandomAgent(Agent):
 
     def search(self, session: TuningSession, seed: int) -> None:
         """Measure configs in a random order until the budget or the grid runs out."""
-        allowed = session.allowed
-        grid = [config for config in session.evaluator.task.space.grid()
-                if all(config[name] in values for name, values in allowed.items())]
+        grid = list(session.evaluator.task.space.grid(session.allowed))
         random.Random(seed).shuffle(grid)
         for config in grid:
             if session.exhausted:

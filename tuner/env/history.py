@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from tuner.env.canonical import CanonicalCodec, TaskCodec
+from tuner.env.observation import LIMIT
 from tuner.library.features import SIZE as FEATURES_SIZE
 from tuner.library.features import feature_vector
 
 MAX_BUDGET = 32  # budgets are scaled by this in the observation
-LIMIT = 10.0  # every observation entry lies in [-LIMIT, LIMIT] (the Box's bounds)
 PER_VALUE = 3  # tried share, failed share, best score with this value relative to the best so far
 
 

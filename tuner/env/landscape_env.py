@@ -18,7 +18,8 @@ import numpy as np
 from gymnasium import spaces
 
 from tuner.env.canonical import CanonicalCodec
-from tuner.env.history import LIMIT, SessionHistory
+from tuner.env.history import SessionHistory
+from tuner.env.observation import LIMIT
 from tuner.library.augment import perturbed
 from tuner.library.landscape import Landscape
 

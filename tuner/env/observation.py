@@ -12,7 +12,7 @@ from tuner.records import Record, Status
 from tuner.util.numbers import is_number
 
 STATUSES = [status.value for status in Status]
-LIMIT = 10.0  # every feature is clipped to [-LIMIT, LIMIT]
+LIMIT = 10.0  # every observation entry, of either env, lies in [-LIMIT, LIMIT] (the Box's bounds)
 OUTCOME = ("tokens_per_s", "latency_p95_s", "top1_agree", "peak_mem_mb")  # the last record's metrics shown
 
 

@@ -17,7 +17,8 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 
-from tuner.env.history import LIMIT, SessionHistory
+from tuner.env.history import SessionHistory
+from tuner.env.observation import LIMIT
 from tuner.evaluation.session import TuningSession, rankable
 
 MISS_COST = 0.01  # naming a config the task cannot run, or one already measured (as LandscapeEnv's unrecorded)

@@ -18,7 +18,7 @@ from tuner.measure.fingerprint import resolve_device
 from tuner.measure.launcher import WorkerClient
 from tuner.measure.measurer import Measurer
 from tuner.measure.protocol import error_payload
-from tuner.objective import score
+from tuner.objective import score, score_row
 from tuner.records import Record, Status, append_record, read_records
 from tuner.task import TaskSpec
 
@@ -69,11 +69,6 @@ class Evaluator:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
-
-    @property
-    def worker(self) -> Measurer:
-        """The measurer under its older name (callers outside the evaluator still read ``.worker``)."""
-        return self.measurer
 
     def close(self) -> None:
         """Stop the measurer (no process is left behind)."""
@@ -129,8 +124,7 @@ class Evaluator:
             self.measurements += 1
             self.features = reply.get("features") or self.features
         status = Status(reply["status"])
-        value, feasible = score(self.task.objective, status.value, reply["metrics"],
-                                (reply.get("info") or {}).get("reference_metrics"))
+        value, feasible = score_row(self.task.objective, reply)
         record = Record(run=self.run_dir.name, task=self.task.id, space=self.task.space.label, trial=self.trial,
                         agent=self.agent, config=full, status=status.value, error=reply["error"],
                         metrics=reply["metrics"], objective=value, feasible=feasible, cached=False,

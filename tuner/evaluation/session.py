@@ -9,8 +9,6 @@ space has a record, after ``STALE_PROPOSALS`` repeats in a row, or after ``max_p
 
 from __future__ import annotations
 
-import itertools
-import json
 import math
 import sys
 from collections.abc import Callable, Mapping
@@ -18,7 +16,7 @@ from typing import Any
 
 from tuner.evaluation.evaluator import Evaluator
 from tuner.evaluation.resume import Journal, spent_budget
-from tuner.records import Record, finite_or_null
+from tuner.records import Record, config_key, finite_or_null
 from tuner.space import SearchSpace
 from tuner.util.errors import EveryConfigFails, UserError
 from tuner.util.numbers import is_number
@@ -182,20 +180,12 @@ def rankable(record: Record) -> bool:
     return record.status == "ok" and record.feasible and is_number(record.objective)
 
 
-def config_key(config: Mapping[str, Any]) -> str:
-    """Canonical text of a complete config: one key per config, whatever the order of its knobs."""
-    return json.dumps(dict(config), sort_keys=True)
-
-
 def runnable_configs(space: SearchSpace, allowed: Mapping[str, list[Any]]) -> set[str] | None:
     """Keys of every config the space's constraints allow with values this machine runs; None when there are none
     or more than GRID_LIMIT combinations to look at."""
-    values = [[value for value in space.knob(name).choices if value in allowed.get(name, [value])]
-              for name in space.names]
-    if math.prod(len(choices) for choices in values) > GRID_LIMIT:
+    if math.prod(len(choices) for choices in space.choices_within(allowed)) > GRID_LIMIT:
         return None
-    configs = (dict(zip(space.names, combination, strict=True)) for combination in itertools.product(*values))
-    return {config_key(config) for config in configs if not space.violations(config)} or None
+    return {config_key(config) for config in space.grid(allowed)} or None
 
 
 def best_record(records: list[Record]) -> Record | None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tuner.library.landscape import save_landscape_records
 from tuner.measure.backends.replay import read_recording
 
 GROUPS = ("model", "hardware", "workload")
@@ -32,7 +33,7 @@ def main(argv: list[str]) -> int:
         return 2
     source, target, features = (Path(arg) for arg in argv)
     rows = with_features(read_recording(source), json.loads(features.read_text()))
-    target.write_text("".join(json.dumps(row, separators=(",", ":")) + "\n" for row in rows))
+    save_landscape_records(target, rows)
     print(f"{len(rows)} records -> {target}")
     return 0
 

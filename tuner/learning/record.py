@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 from tuner.evaluation.evaluator import Evaluator
-from tuner.measure.backends.replay import config_key, read_recording
+from tuner.measure.backends.replay import read_recording
 from tuner.measure.contention import foreign_cores_now
 from tuner.measure.interrupts import handle_interrupts
-from tuner.records import Record, append_record
+from tuner.records import Record, append_record, config_key
 from tuner.task import load_task
 
 QUIET_CORES = 0.25  # other processes' CPU use a landscape tolerates: a shell, a browser tab, not a test suite

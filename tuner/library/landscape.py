@@ -10,7 +10,7 @@ from typing import Any
 
 from tuner.measure.backends.replay import PREFERENCE, read_recording
 from tuner.measure.feasibility import knob_defaults
-from tuner.objective import ObjectiveSpec, objective_from_dict, score
+from tuner.objective import ObjectiveSpec, objective_from_dict, score_row
 from tuner.records import Status, strict_json
 from tuner.space.loader import read_yaml
 from tuner.util.errors import ConfigError
@@ -98,8 +98,7 @@ def landscape_from_records(name: str, rows: list[dict[str, Any]], objective: Obj
             chosen[key] = row
     outcomes = {}
     for key, row in chosen.items():
-        reference = (row.get("info") or {}).get("reference_metrics")
-        value, feasible = score(objective, row["status"], row.get("metrics"), reference)
+        value, feasible = score_row(objective, row)
         metric = (row.get("metrics") or {}).get(objective.metric)
         outcomes[key] = Outcome(value, row["status"] == "ok" and feasible and math.isfinite(value),
                                 metric if is_number(metric) else None, row["status"] != "infeasible")

@@ -1,4 +1,4 @@
-"""The one interface every measuring backend implements (HF worker, sharded HF, replay, and serving later).
+"""The one interface every measuring backend implements (HF worker, sharded HF, replay, serving).
 
 The Evaluator talks to a ``Measurer`` only: it never asks which kind it holds.
 """

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import gc
 import resource
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -65,6 +66,17 @@ def release_freed(device: str) -> None:
         torch.cuda.empty_cache()
     with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def evict_least_recent(models: OrderedDict[Any, Any], size_of: Callable[[Any], int], needed: int, budget: int,
+                       device: str) -> None:
+    """Drop the least recently used of ``models`` until ``needed`` more bytes fit ``budget``; free what they held."""
+    evicted = False
+    while models and sum(size_of(entry) for entry in models.values()) + needed > budget:
+        models.popitem(last=False)
+        evicted = True
+    if evicted:
+        release_freed(device)
 
 
 def _tensor_bytes(value: Any, seen: set[int]) -> int:

@@ -5,16 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from tuner.util.numbers import percentile
+
 AGREEMENT = 0.10  # the last three repeats must lie within 10% of each other
 MIN_REPEATS = 3
-
-
-def percentile(values: Sequence[float], share: float) -> float:
-    """Linear-interpolated percentile (``share`` in [0, 1]) of a non-empty sequence."""
-    ordered = sorted(values)
-    position = share * (len(ordered) - 1)
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def cv(values: Sequence[float]) -> float:

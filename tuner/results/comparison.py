@@ -15,7 +15,7 @@ from typing import Any
 
 from tuner.evaluation.session import rankable
 from tuner.measure.backends.replay import read_recording
-from tuner.objective import score
+from tuner.objective import score_row
 from tuner.records import Record
 from tuner.results.curves import has_value, none_value, seed_band
 from tuner.task import TaskSpec
@@ -57,9 +57,7 @@ def best_known(task: TaskSpec, runs: Sequence[Sequence[Record]]) -> float:
     if task.recording is not None:
         for row in read_recording(task.recording):
             value = (row.get("metrics") or {}).get(metric)
-            reference = (row.get("info") or {}).get("reference_metrics")
-            if row["status"] == "ok" and is_number(value) and score(task.objective, row["status"], row.get("metrics"),
-                                                                 reference)[1]:
+            if row["status"] == "ok" and is_number(value) and score_row(task.objective, row)[1]:
                 values.append(value)
     if not values:
         return math.nan

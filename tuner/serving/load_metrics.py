@@ -7,20 +7,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tuner.serving.loadgen import LoadRun, RequestSample
+from tuner.util.numbers import percentile
 
 SLO_FIELDS = {"ttft": "ttft_s", "itl": "itl_s", "e2e": "e2e_s"}  # an SLO's metric prefix -> the request's figure
 MAX_SPREAD = 0.15  # repeated load runs must agree on goodput and request throughput within this relative spread
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The q-th percentile by linear interpolation (numpy's default); None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    position = (len(ordered) - 1) * q / 100.0
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 def request_meets(sample: RequestSample, slo: Mapping[str, float]) -> bool:
@@ -43,8 +33,9 @@ def run_metrics(run: LoadRun, slo: Mapping[str, float]) -> dict[str, Any]:
     duration = run.duration_s if run.duration_s > 0 else None
     good = sum(request_meets(sample, slo) for sample in run.samples)
     return {
-        "ttft_p50_s": percentile(ttft, 50), "ttft_p95_s": percentile(ttft, 95), "ttft_p99_s": percentile(ttft, 99),
-        "itl_p50_s": percentile(itl, 50), "itl_p95_s": percentile(itl, 95), "e2e_p95_s": percentile(e2e, 95),
+        "ttft_p50_s": percentile(ttft, 0.50), "ttft_p95_s": percentile(ttft, 0.95),
+        "ttft_p99_s": percentile(ttft, 0.99),
+        "itl_p50_s": percentile(itl, 0.50), "itl_p95_s": percentile(itl, 0.95), "e2e_p95_s": percentile(e2e, 0.95),
         "requests_per_s": len(done) / duration if duration else None,
         "output_tokens_per_s": sum(sample.output_tokens for sample in done) / duration if duration else None,
         "goodput_rps": good / duration if duration else None,

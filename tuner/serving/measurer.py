@@ -13,7 +13,7 @@ from typing import Any
 from tuner.measure.fingerprint import fingerprint as machine_fingerprint
 from tuner.measure.labels import labeled_share
 from tuner.measure.protocol import error_payload
-from tuner.records import Status
+from tuner.records import Status, config_key
 from tuner.serving import knobs, loadgen
 from tuner.serving.http import complete
 from tuner.serving.load_metrics import combine, run_metrics
@@ -183,7 +183,7 @@ class ServingMeasurer:
     def _serve(self, config: dict[str, Any], deadline: float, on_phase: PhaseSink) -> RunningServer:
         """The server for ``config``: the one already up if it runs the same engine settings, else a new one."""
         self._prepare()
-        identity = json.dumps(config, sort_keys=True)
+        identity = config_key(config)
         if self._server is not None and self._server.identity == identity and self._server.alive():
             return self._server
         self.close()

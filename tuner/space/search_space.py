@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,9 +67,15 @@ class SearchSpace:
             count *= len(knob.choices)
         return count
 
-    def grid(self) -> Iterator[dict[str, Any]]:
-        """Every config that satisfies the constraints, in index order."""
-        for values in itertools.product(*(knob.choices for knob in self.knobs)):
+    def choices_within(self, allowed: Mapping[str, Collection[Any]] | None = None) -> list[list[Any]]:
+        """Each knob's choices in order, kept to the values ``allowed`` lists for it (a knob not named keeps all)."""
+        allowed = allowed or {}
+        return [[choice for choice in knob.choices if knob.name not in allowed or choice in allowed[knob.name]]
+                for knob in self.knobs]
+
+    def grid(self, allowed: Mapping[str, Collection[Any]] | None = None) -> Iterator[dict[str, Any]]:
+        """Every config that satisfies the constraints, in index order; with ``allowed``, only its values."""
+        for values in itertools.product(*self.choices_within(allowed)):
             config = dict(zip(self.names, values, strict=True))
             if not self.violations(config):
                 yield config

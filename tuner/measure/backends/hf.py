@@ -19,7 +19,7 @@ from tuner.measure.backends.knobs import HOST_WORKERS
 from tuner.measure.backends.shard_group import ShardGroup
 from tuner.measure.backends.tensor_parallel import plan_shard
 from tuner.measure.feasibility import Machine, knob_defaults, why_infeasible
-from tuner.measure.memory import MB, available_bytes, model_bytes, release_freed
+from tuner.measure.memory import MB, available_bytes, evict_least_recent, model_bytes, release_freed
 
 MEMORY_SHARE = 0.5  # kept models may fill this share of the memory free when the first one loads
 
@@ -101,12 +101,7 @@ class HFBackend:
         if self.memory_budget is None:
             self.memory_free_at_budget = available_bytes(device)
             self.memory_budget = int(memory_share() * self.memory_free_at_budget)
-        evicted = False
-        while self._models and self.kept_bytes + needed > self.memory_budget:
-            self._models.popitem(last=False)
-            evicted = True
-        if evicted:
-            release_freed(device)
+        evict_least_recent(self._models, lambda entry: entry[2], needed, self.memory_budget, device)
 
     def drop_models(self, device: str) -> bool:
         """Unload every kept model; whether there was any."""

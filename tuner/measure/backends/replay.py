@@ -13,7 +13,7 @@ from typing import Any
 
 from tuner.measure.faults import replay_delay
 from tuner.measure.protocol import error_payload
-from tuner.records import RECORDING_FIELDS, Status, rejected
+from tuner.records import RECORDING_FIELDS, Status, config_key, rejected
 from tuner.space import SearchSpace
 from tuner.util.errors import ConfigError
 from tuner.util.text_file import read_text
@@ -33,11 +33,6 @@ def read_recording(path: Path) -> list[dict[str, Any]]:
         if not rejected(row, RECORDING_FIELDS, path, number):
             rows.append(row)
     return rows
-
-
-def config_key(config: dict[str, Any]) -> str:
-    """Canonical text of a config, for lookups."""
-    return json.dumps(config, sort_keys=True)
 
 
 def recording_identity(path: Path) -> str:

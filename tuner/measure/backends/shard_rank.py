@@ -52,7 +52,7 @@ class RankBackend:
         """(this rank's shard, quantized module count, split description, freshly loaded?)."""
         from tuner.measure.backends.hf_models import float32_bytes, load_model, quantize
         from tuner.measure.backends.tensor_parallel import shard_model
-        from tuner.measure.memory import available_bytes, model_bytes, release_freed
+        from tuner.measure.memory import available_bytes, evict_least_recent, model_bytes
 
         key = (repr(sorted(task["model"].items())), task["seed"], config["dtype"], config["quantization"])
         if key in self._models:
@@ -65,12 +65,7 @@ class RankBackend:
         if self._budget is None:  # CPU ranks share one machine's memory; GPU ranks have a device each
             share = self.world if self.device == "cpu" else 1
             self._budget = int(MEMORY_SHARE * available_bytes(self.device) / share)
-        evicted = False
-        while self._models and sum(entry[3] for entry in self._models.values()) + needed > self._budget:
-            self._models.popitem(last=False)
-            evicted = True
-        if evicted:
-            release_freed(self.device)
+        evict_least_recent(self._models, lambda entry: entry[3], needed, self._budget, self.device)
         # Load whole on the CPU, keep this rank's slice, then move and quantize only the slice.
         model, _ = load_model(task["model"], config["dtype"], "none", "cpu", task["seed"], vocab)
         split = shard_model(model, self.rank, self.world)
