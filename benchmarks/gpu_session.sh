@@ -46,7 +46,7 @@ for pass in 1 2; do
     [ "$left" -gt 10 ] || break
     share=$(( pass == 1 ? left / remaining : left ))
     remaining=$((remaining - 1))
-    timeout "$share" python3 -m tuner.learning.record "$landscape.yaml" --runs-dir /tmp/runs >> "$OUT/record.log" 2>&1
+    timeout "$share" python3 -m tuner.cli --runs-dir /tmp/runs record "$landscape.yaml" >> "$OUT/record.log" 2>&1
     echo "$landscape pass $pass exit: $?" >> "$OUT/record.log"
     cp "$landscape.jsonl" "$OUT/" 2>/dev/null
   done

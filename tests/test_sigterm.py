@@ -118,8 +118,8 @@ def test_sigterm_stops_the_landscape_recorder_and_its_worker(tmp_path):
     task = tiny_without_compile(tmp_path)
     landscape = task.with_suffix(".jsonl")
     # --max-foreign-cpu none: the other test process must not hold the first record back
-    recorder = subprocess.Popen([sys.executable, "-m", "tuner.learning.record", str(task), "--runs-dir",
-                                 str(tmp_path / "runs"), "--max-foreign-cpu", "none"], cwd=ROOT,
+    recorder = subprocess.Popen([sys.executable, "-m", "tuner.cli", "--runs-dir", str(tmp_path / "runs"), "record",
+                                 str(task), "--max-foreign-cpu", "none"], cwd=ROOT,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     code, stderr = _sigterm_mid_measurement(recorder, landscape)
     assert code == 130, stderr

@@ -1,1 +1,1 @@
-"""The subcommands of ``infertune``, one module per area; ``tuner.cli`` wires them to the parser."""
+"""The subcommands of ``infertune``, one module each: its arguments (``add_parser``) and its handler."""

@@ -6,10 +6,12 @@ import argparse
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from tuner.results.run_folder import RunFolder, is_run, read_run
+from tuner.task import MAX_SEED
 from tuner.util.errors import ConfigError, UserError
-from tuner.util.names import checked_run_name
+from tuner.util.names import checked_run_name, is_name
 from tuner.util.text_file import read_json_object
 
 if TYPE_CHECKING:
@@ -85,3 +87,38 @@ def task_file_of(args: argparse.Namespace, run_dir: Path, task_id: str) -> Path:
     if isinstance(recorded, str) and recorded and Path(recorded).is_file():
         return Path(recorded)
     return find_task_file(args, task_id)
+
+
+def open_run(args: argparse.Namespace, name: str) -> RunFolder:
+    """The run ``name`` under the runs folder; a one-line error when there is none."""
+    folder = runs_folder(args) / name
+    if not is_name(name) or not is_run(folder):  # a name, never a path out of the runs folder
+        raise ConfigError(f"no run of that name under {runs_folder(args)} (infertune runs lists them)", field="RUN",
+                          value=name)
+    return read_run(folder)
+
+
+def budget_of(args: argparse.Namespace, task: TaskSpec) -> int:
+    """--budget, else the task's; a one-line error unless positive."""
+    budget = task.budget if args.budget is None else args.budget
+    if budget <= 0:
+        raise ConfigError("must be a positive number of measurements", field="--budget", value=budget)
+    return budget
+
+
+def seed_value(text: str) -> int:
+    """A --seed value, in the range a task's ``seed`` has."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED} (got {text!r})")
+    return seed
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse that reports a usage mistake as one line with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")

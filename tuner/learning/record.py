@@ -1,6 +1,6 @@
 """Record library landscapes: every config of a task's space, appended to ``<task>.jsonl`` as it is measured.
 
-    python -m tuner.learning.record envs/recordings/library/NAME.yaml [...]  [--runs-dir runs]
+    infertune record envs/recordings/library/NAME.yaml [...]
 
 Resumable: a config already recorded (ok, infeasible or failed) is skipped, so a long grid is recorded in
 chunks; an ``unstable`` one is measured again (it never counts as the config's figure) and the better copy wins
@@ -14,19 +14,15 @@ a later run. Every attempt stays in the run's records.jsonl.
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 from tuner.evaluation.evaluator import Evaluator
 from tuner.measure.backends.replay import read_recording
-from tuner.measure.contention import foreign_cores_now
-from tuner.measure.interrupts import handle_interrupts
+from tuner.measure.contention import QUIET_CORES, foreign_cores_now
 from tuner.records import Record, append_record, config_key
 from tuner.task import load_task
 
-QUIET_CORES = 0.25  # other processes' CPU use a landscape tolerates: a shell, a browser tab, not a test suite
 QUIET_WAIT_S = 600.0  # at most this long waiting for quiet before an attempt is made anyway
 QUIET_SAMPLE_S = 5.0
 
@@ -94,52 +90,3 @@ def _wait_for_quiet(evaluator: Evaluator, where: str, max_foreign_cores: float, 
         if foreign is None or foreign <= max_foreign_cores:
             return
         print(f"{where} waiting for a quiet machine (other processes use {foreign:.2f} CPU cores)", flush=True)
-
-
-def main(argv: list[str]) -> int:
-    """Record each landscape given; say how long each took in all."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("tasks", nargs="+", type=Path)
-    parser.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    parser.add_argument("--missing-only", action="store_true",
-                        help="measure only configs with no record (leave unstable ones as they are)")
-    parser.add_argument("--max-foreign-cpu", type=_cores, default=QUIET_CORES, metavar="CORES",
-                        help="measure a config again when other processes used more CPU cores than this while it "
-                             f"was measured ('none': never; default {QUIET_CORES})")
-    parser.add_argument("--attempts", type=_positive, default=3,
-                        help="measurements of a config on a busy machine before it is left for a later run")
-    args = parser.parse_args(argv)
-    handle_interrupts()  # SIGTERM kills the measuring worker's group too, as in infertune measure
-    try:
-        for task_file in args.tasks:
-            measured, total = record_landscape(task_file, args.runs_dir, args.missing_only, args.max_foreign_cpu,
-                                               args.attempts)
-            print(f"{task_file.stem}: {measured} configs measured now; the landscape took {total / 60:.1f} min of "
-                  f"measurement in all", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted; every finished config is in its landscape's .jsonl (run again to go on)",
-              file=sys.stderr)
-        return 130
-    return 0
-
-
-def _cores(text: str) -> float | None:
-    if text == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"a number of CPU cores from 0, or 'none' (got {text!r})")
-    return value
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"a whole number from 1 (got {text!r})")
-    return int(text)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))

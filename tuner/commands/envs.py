@@ -1,20 +1,21 @@
-"""``infertune spaces show`` and ``infertune envs list``."""
+"""``infertune envs list``: the task specs and their Gymnasium ids."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from tuner.commands.common import OneLineErrorParser
 from tuner.util.errors import ConfigError, UserError
 
 
-def cmd_spaces_show(args: argparse.Namespace) -> int:
-    """Print a search space's knobs and constraints."""
-    from tuner.results.tables import space_table
-    from tuner.space import find_space, load_space
-
-    print(space_table(load_space(find_space(args.name))))
-    return 0
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``envs`` subcommand's arguments, bound to its handler."""
+    envs = commands.add_parser("envs", help="task specs").add_subparsers(dest="action", required=True,
+                                                                        parser_class=OneLineErrorParser)
+    listing = envs.add_parser("list", help="list task specs and their Gymnasium ids")
+    listing.add_argument("--envs-dir", default="envs")
+    listing.set_defaults(handler=cmd_envs_list)
 
 
 def cmd_envs_list(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``infertune pretrain``: train the tuning policy on the landscape library (DESIGN §14)."""
+"""``infertune pretrain``: train the tuning policy on the landscape library (design §14)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,32 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tuner.commands.common import runs_folder
+from tuner.commands.common import runs_folder, seed_value
 from tuner.util.errors import ConfigError
 
 if TYPE_CHECKING:
     from tuner.tracking.mlflow_sink import MlflowSink
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``pretrain`` subcommand's arguments, bound to its handler."""
+    pretrain = commands.add_parser("pretrain", help="train the tuning policy on the landscape library (replayed, "
+                                   "no inference)")
+    pretrain.add_argument("--library", help="folder of landscapes: task .yaml + .jsonl (default: "
+                          "envs/recordings/library)")
+    pretrain.add_argument("--holdout", nargs="+", default=[], metavar="ID", help="landscapes to leave out")
+    pretrain.add_argument("--timesteps", type=int, default=200_000, help="environment steps (default 200000)")
+    pretrain.add_argument("--augment", type=float, default=0.0, metavar="SHARE",
+                          help="share of episodes on perturbed copies of the landscapes (default 0)")
+    pretrain.add_argument("--mirror-batch", type=float, default=0.0, metavar="SHARE",
+                          help="share of the perturbed copies whose batch sizes are mirrored, smallest playing as "
+                          "largest (default 0)")
+    pretrain.add_argument("--seed", type=seed_value, default=0)
+    pretrain.add_argument("--out", default="policies/default.zip", help="where to save the policy (.zip; its "
+                          "canonical values and provenance go beside it as .json)")
+    pretrain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    pretrain.add_argument("--no-mlflow", action="store_true", help="do not log the learning curve to MLflow")
+    pretrain.set_defaults(handler=cmd_pretrain)
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:

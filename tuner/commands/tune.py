@@ -1,32 +1,50 @@
-"""``infertune tune`` and ``infertune compare``."""
+"""``infertune tune``: search for the best config with one agent and one budget; ``--resume`` goes on."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from tuner.commands.common import mlflow_mirror, run_name, runs_folder
+from tuner.commands.common import budget_of, mlflow_mirror, run_name, runs_folder, seed_value
 from tuner.evaluation.resume import Journal, spent_budget
 from tuner.run.lock import hold_run
 from tuner.run.tune import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
-from tuner.task import MAX_SEED
+from tuner.task import MAX_SEED, TaskSpec
 from tuner.util.errors import ConfigError
 from tuner.util.names import checked_name
 from tuner.util.redact import MASK, redact_url, same_url
 from tuner.util.text_file import read_json_object
 
-if TYPE_CHECKING:
-    from tuner.task import TaskSpec
 
-
-def _budget(args: argparse.Namespace, task: TaskSpec) -> int:
-    """--budget, else the task's; a one-line error unless positive."""
-    budget = task.budget if args.budget is None else args.budget
-    if budget <= 0:
-        raise ConfigError("must be a positive number of measurements", field="--budget", value=budget)
-    return budget
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``tune`` subcommand's arguments, bound to its handler."""
+    tune = commands.add_parser("tune", help="search for the best config with one agent and one budget")
+    tune.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
+    tune.add_argument("--agent", help="ppo, optuna (default) or random")
+    tune.add_argument("--budget", type=int, help="measurements to spend (cached results are free; default: the task's)")
+    tune.add_argument("--seed", type=seed_value, help="random seed (default: the task's)")
+    tune.add_argument("--sampler", help="optuna sampler: tpe (default), gp, nsga2, cmaes, random")
+    tune.add_argument("--pareto", action="store_true", help="optuna: multi-objective (tokens/s, top1, memory)")
+    tune.add_argument("--storage", help="optuna storage URL (default: sqlite under runs/)")
+    tune.add_argument("--study", help="optuna study name to create or join (default: the run name)")
+    tune.add_argument("--heartbeat", type=int, metavar="SECONDS", help="optuna: heartbeat interval of a running "
+                      "trial (default 5); a trial silent for 4 intervals is failed and retried once")
+    tune.add_argument("--warm-start", action="store_true", help="optuna: first try the best configs of the "
+                      "library's landscapes most like this task (envs/recordings/library)")
+    tune.add_argument("--policy", help="ppo: the policy that proposes (default: policies/default.zip, pretrained on "
+                      "the landscape library); 'none' or a policy saved by a run: PPO that learns on this task")
+    tune.add_argument("--envs", type=int, metavar="N", help="ppo: N environments in parallel (SubprocVecEnv, one "
+                      "per GPU; on a CPU they share its cores and disturb each other's timings)")
+    tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")
+    tune.add_argument("--no-cache", action="store_true", help="measure every config anew (a cache for this run only)")
+    tune.add_argument("--resume", metavar="RUN", help="continue an interrupted run (its folder name under runs/): "
+                      "nothing finished is measured again; agent, seed and study come from the run")
+    tune.add_argument("--cache-dir", help="measurement cache folder (default: runs/cache); workers on several "
+                      "machines share one by pointing at the same folder")
+    tune.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
+    tune.set_defaults(handler=cmd_tune)
 
 
 RESUMED_SETTINGS = ("agent", "seed", "sampler", "pareto", "storage", "study", "policy", "envs", "warm_start")
@@ -138,7 +156,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     if settings["warm_start"] and settings["agent"] != "optuna":
         raise ConfigError("a warm start is for --agent optuna (ppo starts from its pretrained policy)",
                           field="--warm-start", value=settings["agent"])
-    budget = _budget(args, task)
+    budget = budget_of(args, task)
     done = _nothing_left(run_dir, journal, budget) if journal is not None else None
     if done is not None:
         print(done)
@@ -163,36 +181,4 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=cache_dir, tracker=tracker,
                       journal=journal, settings=run_settings)
     print(final_report(result, task))
-    return 0
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    """Compare agents over seeds on one task and budget; table on stdout, CSV and PNG under runs/."""
-    from tuner.agents import AGENT_NAMES, make_agent
-    from tuner.results.comparison import compare_table
-    from tuner.run.compare import run_compare
-    from tuner.task import load_task
-    from tuner.util.formatting import shown
-
-    task = load_task(args.env)
-    names = [name.strip() for name in args.agents.split(",") if name.strip()]
-    if not names:
-        raise ConfigError(f"name at least one agent of {', '.join(AGENT_NAMES)}", field="--agents", value=args.agents)
-    for name in names:
-        if name not in AGENT_NAMES:
-            raise ConfigError(f"unknown agent; known: {', '.join(AGENT_NAMES)}", field="--agents", value=name)
-    budget = _budget(args, task)
-    if args.seeds <= 0:
-        raise ConfigError("must be a positive number of seeds", field="--seeds", value=args.seeds)
-    out_dir = runs_folder(args) / run_name(args, "compare", task.id)
-    hold_run(out_dir, "--run")
-    factories = [lambda name=name: make_agent(name, sampler=args.sampler, space=task.space) for name in names]
-    settings = {"agents": ",".join(names), "budget": budget, "seeds": args.seeds}
-    tracker = mlflow_mirror(args, task, out_dir.name, settings)
-    report = run_compare(task, factories, budget=budget, seeds=range(args.seeds), out_dir=out_dir,
-                         progress=lambda line: print(line, flush=True), tracker=tracker)
-    print()
-    print(f"best known feasible {report['metric']}: {shown(report['best_known'], '.1f')}")
-    print(compare_table(report))
-    print(f"\nfiles: {out_dir}/compare.csv, curves.csv, best_so_far.png, compare.json")
     return 0

@@ -1,4 +1,4 @@
-"""``infertune measure``: measure configs given on the command line or in a JSON file."""
+"""``infertune measure``: measure configs of a task for real, one record each."""
 
 from __future__ import annotations
 
@@ -14,6 +14,23 @@ from tuner.run.lock import hold_run
 from tuner.space import SearchSpace
 from tuner.util.errors import ConfigError
 from tuner.util.text_file import read_text
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``measure`` subcommand's arguments, bound to its handler."""
+    measure = commands.add_parser("measure", help="measure configs of a task for real")
+    measure.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
+    measure.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE[,VALUE...]",
+                         help="set a knob (repeatable; comma-separated values measure each)")
+    measure.add_argument("--grid", action="store_true", help="every config of the task's space its constraints allow "
+                                                             "(knobs given with --set sweep only those values)")
+    measure.add_argument("--json", action="store_true", help="print each record as one JSON line")
+    measure.add_argument("--no-cache", action="store_true", help="measure even when a cached result exists")
+    measure.add_argument("--run", help="run name (default: measure-<task>-<time>); an existing run is appended to")
+    measure.add_argument("--config", help="a JSON config to start from (e.g. an `export --to hf` file)")
+    measure.add_argument("-v", "--verbose", action="store_true", help="echo the worker's log")
+    measure.add_argument("--no-mlflow", action="store_true", help="do not mirror to MLflow")
+    measure.set_defaults(handler=cmd_measure)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:
