@@ -1,4 +1,4 @@
-"""GPU check: SmolLM2 over the CUDA fast paths, next to DESIGN §12's reference numbers, in one command.
+"""GPU check: SmolLM2 over the CUDA fast paths, next to design §12's reference numbers, in one command.
 
 Measures float32/bfloat16 x sdpa x (dynamic cache | static cache + torch.compile) x batch 1/16/64, the
 "just call generate" default (float32, eager, batch 1), torchao int8/int4 weight-only when installed,
@@ -26,7 +26,7 @@ from tuner.space.loader import find_space, read_yaml, space_from_dict
 from tuner.task import TaskSpec, load_task
 from tuner.util.formatting import table
 
-# DESIGN §12 (one H100 80GB, 64 new tokens): tokens/s by (dtype, attention, compiled, batch)
+# design §12 (one H100 80GB, 64 new tokens): tokens/s by (dtype, attention, compiled, batch)
 DESIGN_TOKENS_PER_S = {("float32", "eager", False, 1): 45, ("float32", "sdpa", False, 64): 2580,
                        ("bfloat16", "sdpa", True, 1): 245, ("bfloat16", "sdpa", True, 64): 10800}
 TORCHAO_ROWS = ("int8-weight-only", "int4-weight-only")
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--batches", default="1,16,64")
-    parser.add_argument("--new-tokens", type=int, default=64, help="DESIGN §12 uses 64")
+    parser.add_argument("--new-tokens", type=int, default=64, help="design §12 uses 64")
     parser.add_argument("--num-requests", type=int, default=4, help="requests per timed pass")
     parser.add_argument("--max-measure-s", type=float, default=15.0)
     parser.add_argument("--no-oom", action="store_true", help="skip the out-of-memory config (CPU smoke runs)")

@@ -1,4 +1,4 @@
-"""The objective: one scalar score per record, the same for every agent (DESIGN §7)."""
+"""The objective: one scalar score per record, the same for every agent (design §7)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from tuner.util.errors import ConfigError
 from tuner.util.numbers import is_number
 
 METRICS = ("ttft_s", "tpot_s", "latency_p50_s", "latency_p95_s", "tokens_per_s", "peak_mem_mb", "warmup_s",
-           "top1_agree", "kl", "task_accuracy", "repeats", "cv")  # every static-batch record's (DESIGN §5)
+           "top1_agree", "kl", "task_accuracy", "repeats", "cv")  # every static-batch record's (design §5)
 SERVING_METRICS = ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p50_s", "itl_p95_s", "e2e_p95_s", "requests_per_s",
                    "output_tokens_per_s", "goodput_rps", "token_agree", "server_start_s", "warmup_s", "repeats",
-                   "cv")  # every serving record's (DESIGN §15)
+                   "cv")  # every serving record's (design §15)
 KNOWN_METRICS = tuple(dict.fromkeys(METRICS + SERVING_METRICS))  # what an objective may name
 BOUND_KEYS = {"min", "max", "min_ratio", "max_ratio"}
 FAILED_SCORE = -20.0  # below any feasible score: log(tokens_per_s / baseline) > -20 for any real throughput

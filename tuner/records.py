@@ -64,11 +64,11 @@ class Record:
     started_at: str
     duration_s: float
     info: dict[str, Any] = field(default_factory=dict)  # code path taken, time split; not part of the score
-    features: dict[str, Any] | None = None  # the task's model, hardware and workload (DESIGN §14); None: unknown
+    features: dict[str, Any] | None = None  # the task's model, hardware and workload (design §14); None: unknown
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict with ``schema`` first, as in DESIGN §6."""
+        """JSON-able dict with ``schema`` first, as in design §6."""
         data = asdict(self)
         return {"schema": data.pop("schema"), **data}
 
@@ -130,7 +130,7 @@ def read_records(path: Path) -> list[Record]:
 
 _MAYBE_NUMBER = (int, float, type(None))
 _MAYBE_DICT = (dict, type(None))
-# the type of every field a record must have (DESIGN §6); ``bool`` is refused where a number is wanted
+# the type of every field a record must have (design §6); ``bool`` is refused where a number is wanted
 RECORD_FIELDS: dict[str, type | tuple[type, ...]] = {
     "run": str, "task": str, "space": str, "trial": int, "agent": str, "config": dict, "status": str,
     "error": _MAYBE_DICT, "metrics": dict, "objective": _MAYBE_NUMBER, "feasible": bool, "cached": bool,

@@ -42,7 +42,7 @@ class Workload:
 
 @dataclass(frozen=True)
 class ServingWorkload:
-    """A request stream against a server (DESIGN §15): arrivals, how many, prompt and output lengths, SLOs."""
+    """A request stream against a server (design §15): arrivals, how many, prompt and output lengths, SLOs."""
 
     prompts: tuple[str, ...]
     arrival: str  # poisson or constant (at ``rate`` requests/s), or concurrent (``concurrency`` streams)

@@ -21,7 +21,20 @@ class Agent(abc.ABC):
 
     @abc.abstractmethod
     def search(self, session: TuningSession, seed: int) -> None:
-        """Spend the session's budget looking for the best config."""
+        """Spend the session's budget looking for the best config.
+
+        Args:
+            session: the one way to measure: ``session.evaluate(config)`` returns the config's ``Record``;
+                ``session.allowed`` holds the values runnable on this machine, ``session.records`` what was measured
+                so far (a resumed run's included), ``session.exhausted`` whether to stop.
+            seed: the run's seed; the same seed and the same results must give the same proposals (resume relies on
+                it).
+
+        Raises:
+            BudgetExhausted: only from ``session.evaluate`` when called after ``session.exhausted`` turned true; an
+                agent may let it propagate (the run ends normally) but must not catch it to keep proposing.
+            UserError: for settings the agent cannot work with (one line at the command line).
+        """
 
     def describe(self) -> dict[str, Any]:
         """Settings worth recording with a run."""

@@ -1,4 +1,4 @@
-"""One action space for the family of transformers spaces: the union of their knob values (DESIGN §14).
+"""One action space for the family of transformers spaces: the union of their knob values (design §14).
 
 A policy acts in this space whatever the task; values a task's space lacks, or its machine cannot run, are
 masked. An ordered knob whose useful values differ by task (batch size: 16 is the largest on a 2-core CPU,

@@ -1,4 +1,4 @@
-"""What a tuning session has seen so far, as the observation a pretrained policy reads (DESIGN §14).
+"""What a tuning session has seen so far, as the observation a pretrained policy reads (design §14).
 
 The same class serves pretraining (replayed landscapes) and a live session (real measurements), so the
 policy sees the same numbers in both. Nothing in it needs the landscape's optimum: scores are compared with

@@ -1,4 +1,4 @@
-"""LandscapeEnv: one episode is one tuning session of budget B on one recorded landscape (DESIGN §14).
+"""LandscapeEnv: one episode is one tuning session of budget B on one recorded landscape (design §14).
 
 The reward is the gain in quality of the best feasible config found (quality = value / the landscape's
 optimum value), so an episode's return is how good its final best is; a failed config or a repeat spends a

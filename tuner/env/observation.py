@@ -37,7 +37,7 @@ def _scaled(score: float | None) -> float:
 
 
 class ObservationBuilder:
-    """Builds the flat Box observation of DESIGN §8 from the session's state."""
+    """Builds the flat Box observation of design §8 from the session's state."""
 
     def __init__(self, codec: ActionCodec, context: list[float]):
         self.codec = codec

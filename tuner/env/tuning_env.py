@@ -1,4 +1,4 @@
-"""TuningEnv: each step measures one whole config for real; the reward is its objective score (DESIGN §8)."""
+"""TuningEnv: each step measures one whole config for real; the reward is its objective score (design §8)."""
 
 from __future__ import annotations
 

@@ -79,7 +79,7 @@ class Evaluator:
         return self.measurer.runnable_values(self.task.space)
 
     def describe(self) -> dict[str, Any] | None:
-        """The task's features (model, hardware, workload; DESIGN §14), asking the measurer once if needed."""
+        """The task's features (model, hardware, workload; design §14), asking the measurer once if needed."""
         if self.features is None and not self._described:
             self._described = True  # once: a worker that cannot describe the task is not restarted for it again
             reply = self.measurer.request({"op": "describe", "task": self._worker_spec}, timeout_s=self.task.timeout_s)

@@ -84,10 +84,24 @@ class TuningSession:
         return self.spent >= self.budget or self.stop_reason is not None
 
     def evaluate(self, config: Mapping[str, Any], tags: dict[str, Any] | None = None) -> Record:
-        """Measure one config through the shared evaluator; BudgetExhausted once the session is exhausted.
+        """Measure one config through the shared evaluator, once per run.
 
         A config this run already holds a record of comes back as that record (a repeat: nothing is written or
         spent); in a resumed run, a config the interrupted attempt already measured comes back from its record.
+
+        Args:
+            config: knob → value; knobs left out take the space's defaults. Values must be among the knobs'
+                choices; a config the space's constraints forbid comes back as an ``infeasible`` record that
+                spends no budget.
+            tags: extra fields written into the record's ``info`` (e.g. the Optuna study and trial a worker ran).
+
+        Returns:
+            The config's ``Record``: measured (status ok or unstable), failed (oom, crash, timeout, error) or
+            infeasible; its ``objective`` and ``feasible`` say how the task's objective scores it.
+
+        Raises:
+            BudgetExhausted: the budget is spent, or the session stopped early (``stop_reason`` says why).
+            EveryConfigFails: the first configs measured all failed: something is broken, not the configs.
         """
         if self.exhausted:
             raise BudgetExhausted(self.stop_reason or f"budget of {self.budget} measurements spent")

@@ -1,4 +1,4 @@
-"""Export a measured config to serving stacks: pure functions config → files (DESIGN §10)."""
+"""Export a measured config to serving stacks: pure functions config → files (design §10)."""
 
 from __future__ import annotations
 

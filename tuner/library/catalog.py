@@ -1,4 +1,4 @@
-"""The landscape library: every recorded landscape shipped in ``envs/recordings/library`` (DESIGN §14)."""
+"""The landscape library: every recorded landscape shipped in ``envs/recordings/library`` (design §14)."""
 
 from __future__ import annotations
 

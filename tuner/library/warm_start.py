@@ -1,4 +1,4 @@
-"""Warm starts from the library: the best configs of the landscapes most like a new task (DESIGN §14).
+"""Warm starts from the library: the best configs of the landscapes most like a new task (design §14).
 
 Similarity is the distance between task features (``tuner.library.features.distance``): the same hardware
 kind first, then model size and shape, then workload, each on a log scale. The nearest landscapes' best

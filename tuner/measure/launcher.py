@@ -130,7 +130,7 @@ class WorkerClient:
                 on_phase: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
         """Send one measurement request and return the reply; never raises for worker failures.
 
-        ``on_phase`` hears where the measurement is as it goes (DESIGN §5 phases: loading, warmup, repeats, ...).
+        ``on_phase`` hears where the measurement is as it goes (design §5 phases: loading, warmup, repeats, ...).
         """
         if self.pid is None:
             if on_phase is not None:

@@ -32,9 +32,29 @@ class Measurer(Protocol):
 
     def request(self, payload: dict[str, Any], timeout_s: float,
                 on_phase: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Measure ``payload['config']``: a reply with status, metrics, error and info (DESIGN §5).
+        """Answer one request: measure a config, or describe the task. Never raises for a failed measurement.
 
-        ``on_phase`` (optional) is told each phase the measurement enters: ``{"event": "phase", "phase": ...}``.
+        Args:
+            payload: a JSON-able dict.
+                ``op``: ``"measure"`` (the default) or ``"describe"`` (the task's features only, nothing measured).
+                ``task``: the worker's view of the task (model, device, workload, accuracy set, seed), as
+                ``Evaluator`` builds it from the task file.
+                ``config``: for ``measure``, a complete config of the task's space (every knob has a value).
+                ``fault`` (optional, tests only): a fault to inject inside the measurement (``tuner.measure.faults``).
+            timeout_s: wall-clock seconds the request may take; past it the reply's status is ``timeout`` and the
+                measuring process is replaced.
+            on_phase: told each phase the measurement enters (loading, warmup, repeats, ...; design §5) as
+                ``{"event": "phase", "phase": name, ...}``; a backend that reads a recording tells nothing.
+
+        Returns:
+            The reply, a dict with
+            ``status``: a ``Status`` value (``ok``, ``unstable``, ``infeasible``, ``oom``, ``crash``, ``timeout``,
+            ``error``);
+            ``metrics``: metric name → number or None (design §5's names, or §15's under load); empty on failure;
+            ``error``: None, or ``{"type", "message", "log_tail", "exit_code"}`` (``protocol.error_payload``);
+            ``info``: what is not scored: the code path that ran, the time split, ``reference_metrics`` for bounds
+            relative to the reference config;
+            ``features`` (optional): the task's model, hardware and workload features (design §14), or None.
         """
         ...
 

@@ -1,6 +1,6 @@
 """Memory figures: a config's own resident weights and generation peak, the process's RSS, what is free.
 
-``peak_mem_mb`` of a config (DESIGN §5) = the bytes of the model it runs (parameters, buffers and quantized
+``peak_mem_mb`` of a config (design §5) = the bytes of the model it runs (parameters, buffers and quantized
 tensors, tied weights once) + the peak bytes its generate call allocates above what was allocated before
 (KV cache, activations, logits). Neither counts other models the worker keeps, so the figure does not
 depend on what was measured before. torch is imported lazily: ``import tuner`` stays cheap.

@@ -34,7 +34,7 @@ def agreeing_window(pass_count: int) -> list[int]:
 
 def window_figures(pass_calls: Sequence[Sequence[tuple[float, float]]], tokens_per_call: int, new_tokens: int,
                    pass_times: Sequence[float] | None = None) -> dict[str, float]:
-    """DESIGN §5 timing figures from the agreeing window only.
+    """design §5 timing figures from the agreeing window only.
 
     ``pass_calls``: per pass, the (end-to-end s, first-token s) of each generate call; ``pass_times``: the
     pass durations the agreement was judged on (default: each pass's summed calls; the slowest rank's for a

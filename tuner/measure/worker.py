@@ -56,7 +56,7 @@ def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
 
 
 def describe(backend: Any, request: dict[str, Any]) -> dict[str, Any] | None:
-    """The task's features for the reply (DESIGN §14); None when they cannot be read (its model fails to load)."""
+    """The task's features for the reply (design §14); None when they cannot be read (its model fails to load)."""
     try:
         return backend.features(request["task"])
     except Exception:  # the measurement's own reply already says what failed

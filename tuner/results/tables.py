@@ -21,7 +21,7 @@ SERVING_COLUMNS = (("goodput_rps", "goodput_rps", ".2f"), ("requests_per_s", "re
 
 
 def serving(record: Record) -> bool:
-    """Whether a record was measured under load on a server (its figures are the serving ones, DESIGN §15)."""
+    """Whether a record was measured under load on a server (its figures are the serving ones, design §15)."""
     return "goodput_rps" in record.metrics or record.info.get("load") is not None
 
 
@@ -31,7 +31,7 @@ def metric_text(record: Record, name: str, spec: str = "") -> str:
 
 
 def records_table(records: Sequence[Record], knobs: Sequence[str]) -> str:
-    """One row per record: trial, the config, status, the DESIGN §5 metrics (§15's for records of a server)."""
+    """One row per record: trial, the config, status, the design §5 metrics (§15's for records of a server)."""
     columns = SERVING_COLUMNS if any(serving(record) for record in records) else METRIC_COLUMNS
     headers = ["trial", *knobs, "status", *(label for _, label, _ in columns), "objective"]
     rows = []

@@ -1,1 +1,1 @@
-"""Serving under load: continuous-batching engines behind OpenAI-compatible servers (DESIGN §15)."""
+"""Serving under load: continuous-batching engines behind OpenAI-compatible servers (design §15)."""

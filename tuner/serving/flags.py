@@ -1,4 +1,4 @@
-"""The one mapping from infertune's serving knobs to each engine's flags (DESIGN §10), for launching and exporting.
+"""The one mapping from infertune's serving knobs to each engine's flags (design §10), for launching and exporting.
 
 A config is a dict of canonical, engine-neutral knobs (any subset). ``engine_options`` turns it into one engine's
 options (long CLI option names → value, ``True`` for a bare switch; for TensorRT-LLM the fields of its

@@ -1,4 +1,4 @@
-"""The serving metrics of a load run (DESIGN §15 names, seconds) and whether repeated runs agree."""
+"""The serving metrics of a load run (design §15 names, seconds) and whether repeated runs agree."""
 
 from __future__ import annotations
 

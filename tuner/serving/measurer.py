@@ -33,7 +33,7 @@ class _Failure(Exception):
 
 
 class ServingMeasurer:
-    """Measures serving configs of one task on ``transformers serve --continuous-batching`` (DESIGN §15).
+    """Measures serving configs of one task on ``transformers serve --continuous-batching`` (design §15).
 
     The server of the last config stays up, so measuring the same engine settings again (a repeat, a resumed
     run) does not pay for a restart; any other config stops it first. Nothing outlives ``close()``.

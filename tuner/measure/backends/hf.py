@@ -131,7 +131,7 @@ class HFBackend:
         return self._float32_bytes[key]
 
     def features(self, task: dict[str, Any]) -> dict[str, Any]:
-        """The task's model, device and workload features (DESIGN §14), worked out once per task."""
+        """The task's model, device and workload features (design §14), worked out once per task."""
         key = repr((sorted(task["model"].items()), task["device"], task["workload"]))
         if key not in self._features:
             device = resolve_device(task["device"])

@@ -1,4 +1,4 @@
-"""Accuracy against the reference config: greedy continuations, scored teacher-forced (DESIGN §5)."""
+"""Accuracy against the reference config: greedy continuations, scored teacher-forced (design §5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Features of a task a tuning policy can generalize over (DESIGN §14): its model, the device, its workload.
+"""Features of a task a tuning policy can generalize over (design §14): its model, the device, its workload.
 
 Read in the worker, which has the model's config and the device at hand; the numbers describe the task and
 the machine, never the config being measured.

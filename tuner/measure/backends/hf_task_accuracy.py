@@ -1,4 +1,4 @@
-"""Task accuracy on a small labeled set: greedy answers, parsed to one label, exact-matched (DESIGN §5)."""
+"""Task accuracy on a small labeled set: greedy answers, parsed to one label, exact-matched (design §5)."""
 
 from __future__ import annotations
 

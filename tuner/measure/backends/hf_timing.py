@@ -1,4 +1,4 @@
-"""The timing protocol of DESIGN §5 on a transformers model: warm up, repeat passes until they agree."""
+"""The timing protocol of design §5 on a transformers model: warm up, repeat passes until they agree."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
 
     ``consensus`` turns a local reading into the one every tensor-parallel rank uses (the slowest rank's),
     so all ranks take the same decisions and call generate in lockstep. Returns (metrics, info): the
-    DESIGN §5 metrics, all from the agreeing window (the last 3 passes), and the code path that really ran.
+    design §5 metrics, all from the agreeing window (the last 3 passes), and the code path that really ran.
     """
     batch_size = config["batch_size"]
     new_tokens = workload["new_tokens"]
@@ -236,7 +236,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
 
     figures = window_figures([[(call.e2e_s, call.ttft_s) for call in calls] for calls in pass_calls],
                              batch_size * new_tokens, new_tokens, pass_times)
-    # Memory: one more call of the same shape, alone, so its peak is this config's own (DESIGN §5).
+    # Memory: one more call of the same shape, alone, so its peak is this config's own (design §5).
     phases.enter("measuring peak memory")
     memory_start = time.perf_counter()
     activation, ops, _ = generation_peak(lambda: timed_generate(model, batches[0], gen_config, device), device)

@@ -22,7 +22,7 @@ PREFERENCE = {Status.OK: 0, Status.UNSTABLE: 1, Status.INFEASIBLE: 2}  # the bes
 
 
 def read_recording(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file as dicts (DESIGN §6); a torn line is skipped, and so is a line that is not a
+    """The records of a JSONL file as dicts (design §6); a torn line is skipped, and so is a line that is not a
     record or holds a NaN or an infinity (a one-line warning names the file and line): never scored or replayed."""
     rows = []
     for number, line in enumerate(read_text(path).splitlines(), start=1):
