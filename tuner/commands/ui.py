@@ -23,8 +23,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     """Serve the MLflow UI on the embedded store; print direct links to each experiment's runs and to ``--run``."""
-    from mlflow.tracking import MlflowClient
-
     from tuner.tracking import resolve_tracking_uri
     from tuner.tracking.ui_links import experiment_links, run_links
 
@@ -34,9 +32,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
                           field="--tracking-uri", value=uri)
     base = f"http://{args.host}:{args.port}"
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # not the store's set-up chatter before the links
-    client = MlflowClient(tracking_uri=uri)
     if args.run:
-        links = run_links(client, base, args.run)
+        links = run_links(uri, base, args.run)
         if not links:
             raise ConfigError("no infertune run of that name in the MLflow store (infertune runs lists the runs; "
                               "infertune sync RUN uploads one)", field="--run", value=args.run)
@@ -44,7 +41,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
         for label, link in links:
             print(f"  {label}: {link}")
     else:
-        links = experiment_links(client, base)
+        links = experiment_links(uri, base)
         print("MLflow UI, the runs of each task:" if links else "MLflow UI: no runs logged yet")
         for name, link, count in links:
             print(f"  {name} ({count} runs): {link}")

@@ -43,8 +43,9 @@ def run_url(base: str, experiment_id: str, run_id: str) -> str:
     return f"{base}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
-def experiment_links(client: MlflowClient, base: str) -> list[tuple[str, str, int]]:
+def experiment_links(tracking_uri: str, base: str) -> list[tuple[str, str, int]]:
     """(experiment name, link to its runs table, infertune runs in it) for every experiment with a run."""
+    client = MlflowClient(tracking_uri=tracking_uri)
     links = []
     for experiment in client.search_experiments():
         parents = client.search_runs([experiment.experiment_id], f"tags.`infertune.kind` = '{PARENT_KIND}'",
@@ -55,8 +56,9 @@ def experiment_links(client: MlflowClient, base: str) -> list[tuple[str, str, in
     return links
 
 
-def run_links(client: MlflowClient, base: str, run_name: str) -> list[tuple[str, str]]:
+def run_links(tracking_uri: str, base: str, run_name: str) -> list[tuple[str, str]]:
     """(label, link) for an infertune run: its deployable trial first, then the run itself; empty if unknown."""
+    client = MlflowClient(tracking_uri=tracking_uri)
     experiments = [experiment.experiment_id for experiment in client.search_experiments()]
     if not experiments:
         return []
