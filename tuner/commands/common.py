@@ -122,3 +122,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def add_group(commands: argparse._SubParsersAction, name: str, help_text: str) -> argparse._SubParsersAction:
+    """A subcommand made of actions (``infertune spaces show``): the subparsers its actions are added to."""
+    return commands.add_parser(name, help=help_text).add_subparsers(dest="action", required=True,
+                                                                    parser_class=OneLineErrorParser)

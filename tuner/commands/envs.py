@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tuner.commands.common import OneLineErrorParser
+from tuner.commands.common import add_group
 from tuner.util.errors import ConfigError, UserError
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """The ``envs`` subcommand's arguments, bound to its handler."""
-    envs = commands.add_parser("envs", help="task specs").add_subparsers(dest="action", required=True,
-                                                                        parser_class=OneLineErrorParser)
+    envs = add_group(commands, "envs", "task specs")
     listing = envs.add_parser("list", help="list task specs and their Gymnasium ids")
     listing.add_argument("--envs-dir", default="envs")
     listing.set_defaults(handler=cmd_envs_list)

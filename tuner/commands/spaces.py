@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from tuner.commands.common import OneLineErrorParser
+from tuner.commands.common import add_group
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """The ``spaces`` subcommand's arguments, bound to its handler."""
-    spaces = commands.add_parser("spaces", help="search spaces").add_subparsers(dest="action", required=True,
-                                                                               parser_class=OneLineErrorParser)
+    spaces = add_group(commands, "spaces", "search spaces")
     show = spaces.add_parser("show", help="print a search space")
     show.add_argument("name", help="space id (search_spaces/<id>.yaml) or path")
     show.set_defaults(handler=cmd_spaces_show)
