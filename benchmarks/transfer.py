@@ -20,7 +20,7 @@ Finished runs are appended to <out>/runs.jsonl and skipped when the same command
 ``--only`` runs some folds (one process per core, then once without it for the summary). Random search and
 Optuna never read the budget (random's order is seeded; TPE starts with 3 random trials at every budget
 below 48), so each of their runs is made once, at the largest budget, and the smaller budgets are its prefixes
-(tests/test_pretrain.py checks that a run at a smaller budget equals the prefix). The PPO agents see the
+(tests/unit/learning/test_pretrain.py checks that a run at a smaller budget equals the prefix). The PPO agents see the
 budget left, and the warm start enqueues half the budget: they run at every budget.
 """
 

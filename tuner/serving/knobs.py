@@ -27,7 +27,7 @@ def infeasible_reason(config: Mapping[str, Any], device: str) -> str | None:
         return f"shard_count={config['shard_count']}: transformers serve has no tensor-parallel option"
     if device == "cpu" and config.get("async_batching"):
         # the engine's thread raises "Async batching requires a device type in ('cuda', 'xpu')" and every request
-        # then gets a 503 (tests/test_serving_knobs.py shows it)
+        # then gets a 503 (tests/unit/serving/test_serving_knobs.py shows it)
         return "async_batching=True: transformers' continuous batching runs it only on CUDA or XPU devices"
     return None
 

@@ -28,7 +28,7 @@ def memory_share() -> float:
     """The share of free memory this worker's kept models may fill: MEMORY_SHARE split among the host's workers."""
     return MEMORY_SHARE / max(1, int(os.environ.get(HOST_WORKERS) or 1))
 # Accuracy is scored teacher-forced with the plain forward, also for compile: true; tests show the compiled
-# forward agrees within KL 1e-4 here (tests/test_accuracy_paths.py), and the record says which path ran.
+# forward agrees within KL 1e-4 here (tests/unit/measure/test_accuracy_paths.py), and the record says which path ran.
 ACCURACY_PATH = "eager-forward"
 
 
