@@ -31,7 +31,7 @@ from typing import Any
 import yaml
 
 from tuner.evaluation.session import best_record
-from tuner.measure.backends.knobs import models_dir
+from tuner.measure.backends.model_store import models_dir
 from tuner.records import read_records
 from tuner.serving.measurer import ServingMeasurer
 from tuner.task import ServingWorkload, TaskSpec, load_task

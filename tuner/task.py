@@ -287,7 +287,7 @@ def load_task(path: str | Path) -> TaskSpec:
         serving = isinstance(data.get("workload"), dict) and data["workload"].get("mode") == "serving"
         backend = "serving" if serving else backend
         if serving:
-            from tuner.serving.knobs import serving_space
+            from tuner.serving.feasibility import serving_space
 
             backend_knobs = serving_space().names
         else:

@@ -35,7 +35,7 @@ def test_two_envs_spend_exactly_one_budget_on_one_cache(tmp_path):
 def test_parallel_workers_on_the_cpu_split_the_memory_they_may_keep_models_in(tmp_path, tiny_task):
     from tuner.agents.ppo_search import _env_factory
     from tuner.evaluation.evaluator import Evaluator
-    from tuner.measure.backends.knobs import HOST_WORKERS
+    from tuner.measure.backends.model_store import HOST_WORKERS
 
     # what the CPU envs of `--envs 2` tell their workers
     env = _env_factory(str(TINY), tmp_path / "vec", 1, 2, tmp_path / "cache", "cpu", False)()

@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 from tuner.agents.base import Agent
 from tuner.env.tuning_env import TuningEnv
 from tuner.evaluation.session import TuningSession
-from tuner.measure.backends.knobs import HOST_WORKERS
+from tuner.measure.backends.model_store import HOST_WORKERS
 from tuner.measure.interrupts import die_with_parent, handle_interrupts
 from tuner.records import Record
 from tuner.util.errors import UserError

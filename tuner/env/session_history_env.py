@@ -1,5 +1,7 @@
-"""SessionHistoryEnv: a live tuning session seen as LandscapeEnv sees a replayed one, for a pretrained policy to
-keep learning on the task (the same observation and actions; the reward needs no optimum).
+"""SessionHistoryEnv: a live tuning session seen as LandscapeEnv sees a replayed one, for a policy to learn on.
+
+The same observation and actions as LandscapeEnv, so a pretrained policy keeps learning on the task; the reward
+needs no optimum.
 
 The reward for a measurement is the share of the new best that is new, 1 - best_before / best_after (1 for
 the first feasible config, 0 when the best does not move): what LandscapeEnv rewards, the gain in best

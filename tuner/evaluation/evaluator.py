@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from tuner.measure.backends.knobs import models_dir
+from tuner.measure.backends.model_store import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MEASUREMENT_VERSION, MeasurementCache, cache_key
 from tuner.measure.contention import ForeignLoad

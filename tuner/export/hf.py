@@ -1,5 +1,8 @@
-"""Plain transformers: the from_pretrained / generate kwargs infertune itself loads and measures (round trip),
-or for a serving config the ``transformers serve --continuous-batching`` command and its engine's config."""
+"""Plain transformers: the kwargs infertune loads and measures with, or ``transformers serve`` for serving configs.
+
+For a static-batch config, the from_pretrained / generate kwargs (they round-trip into ``measure --config``); for
+a serving config, the ``transformers serve --continuous-batching`` command and its engine's config.
+"""
 
 from __future__ import annotations
 

@@ -1,2 +1,1 @@
-"""Measuring one config: the Measurer interface (measurer.py) and its backends (HF worker via launcher, replay),
-cache, fingerprint, feasibility, status."""
+"""Measuring one config: the Measurer interface, its backends, the worker and launcher, cache, fingerprint."""

@@ -1,6 +1,8 @@
-"""What the transformers backend can run here: its knobs and defaults (from its search space) and the rules
-that make a config infeasible on this machine, known before measuring (used to mask actions, prune grids and
-refuse a config in the worker, all from the same rules)."""
+"""What the transformers backend can run here: its knobs, their defaults, the rules that rule a config out.
+
+The knobs and defaults come from its search space; the rules make a config infeasible on this machine before it
+is measured, and the same rules mask actions, prune grids and refuse a config in the worker.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Pareto fronts over measured records (pure Python); a metric missing (null) somewhere is left out, a record
-holding a NaN or an infinity is never on a front."""
+"""Pareto fronts over measured records: a metric missing somewhere is left out, a NaN or infinity never on a front."""
 
 from __future__ import annotations
 

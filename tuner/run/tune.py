@@ -164,7 +164,7 @@ def export_context(task: TaskSpec, record: Record, runs_dir: Path,
 
 def attention_heads(task: TaskSpec, runs_dir: Path) -> int | None:
     """The model's attention head count where it is known without a download (serving stacks split by it)."""
-    from tuner.measure.backends.knobs import TINY_DEFAULTS, converted_gguf_folder
+    from tuner.measure.backends.model_store import TINY_DEFAULTS, converted_gguf_folder
 
     model = task.model
     if task.backend == "replay":
@@ -189,7 +189,7 @@ def serving_model(task: TaskSpec, runs_dir: Path) -> tuple[str, str]:
     if "path" in model:
         return str(model["path"]), ""
     if "gguf" in model:
-        from tuner.measure.backends.knobs import converted_gguf_folder
+        from tuner.measure.backends.model_store import converted_gguf_folder
 
         folder = converted_gguf_folder(Path(model["gguf"]), runs_dir)
         return str(folder), f"model: safetensors converted by infertune from {Path(model['gguf']).name}"

@@ -14,7 +14,7 @@ from tuner.measure.fingerprint import fingerprint as machine_fingerprint
 from tuner.measure.labels import labeled_share
 from tuner.measure.protocol import error_payload
 from tuner.records import Status, config_key
-from tuner.serving import knobs, loadgen
+from tuner.serving import feasibility, loadgen
 from tuner.serving.http import complete
 from tuner.serving.load_metrics import combine, run_metrics
 from tuner.serving.model_folder import model_folder
@@ -63,7 +63,7 @@ class ServingMeasurer:
 
     def runnable_values(self, space: SearchSpace) -> dict[str, list[Any]]:
         """Per knob, the values transformers serve can run here."""
-        return knobs.runnable_values(space, self.device)
+        return feasibility.runnable_values(space, self.device)
 
     def close(self) -> None:
         """Stop the server (its whole process group)."""
@@ -98,7 +98,7 @@ class ServingMeasurer:
                 "features": self._features}
 
     def _measure(self, config: dict[str, Any], deadline: float, on_phase: PhaseSink) -> dict[str, Any]:
-        reason = knobs.infeasible_reason(config, self.device)
+        reason = feasibility.infeasible_reason(config, self.device)
         if reason is not None:
             return self._reply(Status.INFEASIBLE, {}, error_payload("Infeasible", reason))
         if not loadgen.available():

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tuner.measure.backends.knobs import converted_gguf_folder
+from tuner.measure.backends.model_store import converted_gguf_folder
 
 
 def model_folder(model_spec: dict[str, Any], seed: int, models_root: Path) -> Path:

@@ -15,7 +15,7 @@ from tuner.measure.backends.hf_features import hardware_features, model_features
 from tuner.measure.backends.hf_models import DTYPES, float32_bytes, load_model, load_tokenizer, model_config
 from tuner.measure.backends.hf_timing import build_batches, measure_generation
 from tuner.measure.backends.infeasible import Infeasible
-from tuner.measure.backends.knobs import HOST_WORKERS
+from tuner.measure.backends.model_store import HOST_WORKERS
 from tuner.measure.backends.shard_group import ShardGroup
 from tuner.measure.backends.tensor_parallel import plan_shard
 from tuner.measure.feasibility import Machine, knob_defaults, why_infeasible

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenize
 
 from tuner.measure import phases
 from tuner.measure.backends.infeasible import Infeasible
-from tuner.measure.backends.knobs import TINY_DEFAULTS, converted_gguf_folder
+from tuner.measure.backends.model_store import TINY_DEFAULTS, converted_gguf_folder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -1,4 +1,4 @@
-"""Backend facts needed without torch: the tiny model's defaults, where GGUF conversions are cached."""
+"""Model facts needed without torch: where converted weights are cached, the tiny model, workers per host."""
 
 import os
 from pathlib import Path
