@@ -87,6 +87,7 @@ def test_sigterm_kills_the_worker_at_once_and_keeps_the_records(tmp_path):
 FINALIZER_FAILS_AFTER_SIGTERM = """
 import gc, os, signal, sys
 from tuner import cli
+from tuner.commands import envs
 
 class CutOffMidUpdate:  # like a SQLAlchemy state whose identity map the interrupt left half-updated
     def __del__(self):
@@ -100,7 +101,7 @@ def handler(args):
     while True:
         pass
 
-cli.cmd_envs_list = handler
+envs.cmd_envs_list = handler  # the subcommand's module binds its handler when cli.main builds the parser
 code = cli.main(["envs", "list"])
 gc.collect()
 sys.exit(code)

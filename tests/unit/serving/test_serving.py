@@ -94,7 +94,10 @@ def test_a_config_is_measured_on_a_real_server_under_load(serving_run):
     for name in ("ttft_p50_s", "ttft_p95_s", "ttft_p99_s", "itl_p50_s", "itl_p95_s", "e2e_p95_s", "requests_per_s",
                  "output_tokens_per_s", "goodput_rps", "server_start_s", "warmup_s"):
         assert isinstance(metrics[name], float) and metrics[name] > 0, name
-    assert metrics["ttft_p50_s"] <= metrics["ttft_p95_s"] <= metrics["ttft_p99_s"] <= metrics["e2e_p95_s"]
+    assert metrics["ttft_p50_s"] <= metrics["ttft_p95_s"] <= metrics["ttft_p99_s"]
+    # each request's first token comes before its last, so every TTFT percentile is at most the same E2E one (the
+    # TTFT p99 may pass the E2E p95: one slow first token among 24 requests did, in CI)
+    assert metrics["ttft_p95_s"] <= metrics["e2e_p95_s"]
     assert metrics["goodput_rps"] <= metrics["requests_per_s"] + 1e-9
     assert metrics["token_agree"] == 1.0  # the reference config's own settings agree with themselves
     assert metrics["repeats"] == 2 and len(record.info["runs"]) == 2
