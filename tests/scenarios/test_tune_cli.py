@@ -110,3 +110,14 @@ def _first_reaching(records_file: Path, inside: Callable[[dict], bool], target: 
         if inside(record) and record["metrics"]["tokens_per_s"] >= target:
             return spent
     return None
+
+
+@pytest.mark.parametrize("extra,agent,why", [((), "ppo", "the default: the shipped policy"),
+                                              (("--sampler", "gp"), "optuna", "--sampler given")])
+def test_tune_without_agent_runs_the_default_and_says_why(tmp_path, extra, agent, why):
+    result = infertune("tune", str(REPLAY), *extra, "--budget", "3", "--run", "d", "--no-mlflow", runs=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"tuning smollm2-cpu-replay with {agent}: budget 3")
+    assert lines[1].startswith(f"  agent {agent}: {why}")
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["agent"] == agent  # --resume keeps it

@@ -8,8 +8,9 @@ import zipfile
 from pathlib import Path
 
 from tuner.agents.base import Agent
+from tuner.agents.policy_file import DEFAULT_POLICY, is_pretrained, unknown_knobs
 from tuner.agents.ppo_search import PPOAgent
-from tuner.agents.pretrained_ppo import DEFAULT_POLICY, PretrainedPPOAgent, is_pretrained
+from tuner.agents.pretrained_ppo import PretrainedPPOAgent
 from tuner.library.landscape import KNOBS
 from tuner.space import SearchSpace
 from tuner.util.errors import UserError
@@ -34,7 +35,7 @@ def make_ppo_agent(policy: str | None = None, save_to: str | None = None, n_envs
     learning = policy == "none" or (policy is not None and not is_pretrained(policy))
     if policy is None and not is_pretrained(DEFAULT_POLICY):
         learning = True  # no shipped policy in this checkout: learn from scratch
-    foreign = [name for name in (space.names if space is not None else []) if name not in KNOBS]
+    foreign = unknown_knobs(space.names if space is not None else [])
     if not learning and foreign:  # e.g. a serving space: the library's policies only know static-batch knobs
         if policy is not None:
             raise UserError(f"pretrained on the knobs {', '.join(KNOBS)}; this task's space also has "

@@ -7,7 +7,6 @@ By default it only acts. ``learn_online`` keeps training it on the task (a PPO u
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from tuner.agents.base import Agent
-from tuner.agents.policy_file import PretrainedPolicy, load_policy
+from tuner.agents.policy_file import DEFAULT_POLICY, PretrainedPolicy, is_pretrained, load_policy
 from tuner.env.history import SessionHistory
 from tuner.evaluation.session import TuningSession, rankable
 from tuner.library.features import FEATURE_NAMES
@@ -23,19 +22,8 @@ from tuner.library.landscape import KNOBS, config_tuple
 from tuner.space import SearchSpace
 from tuner.util.errors import UserError
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "policies" / "default.zip"
 TRIES = 64  # samples from the policy before falling back to an unmeasured config at random
 ONLINE_N_STEPS = 4  # learning online: an update every 4 steps (a step measures a config or names one it cannot)
-
-
-def is_pretrained(path: str | Path) -> bool:
-    """Whether ``path`` is a pretrained policy: saved by ``infertune pretrain`` with its canonical values beside it."""
-    meta = Path(path).with_suffix(".json")
-    try:
-        loaded = json.loads(meta.read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(loaded, dict) and isinstance(loaded.get("canonical"), dict)
 
 
 class PretrainedPPOAgent(Agent):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.agents.base import Agent
+from tuner.agents.policy_file import DEFAULT_POLICY, is_pretrained, unknown_knobs
+from tuner.space import SearchSpace
 from tuner.util.errors import UserError
 
 
@@ -36,6 +38,19 @@ REGISTRY: dict[str, AgentSpec] = {spec.name: spec for spec in (
     AgentSpec("ppo", "tuner.agents.ppo_choice:make_ppo_agent", ("policy", "save_to", "n_envs", "space")),
 )}
 AGENT_NAMES = tuple(REGISTRY)
+
+
+def default_agent(space: SearchSpace) -> tuple[str, str]:
+    """The agent ``tune`` runs when none is named, and why: the one benchmarks/transfer.py ranks first where it applies.
+
+    That is the shipped pretrained policy (``ppo``) on a space whose every knob it learned; Optuna otherwise.
+    """
+    if not is_pretrained(DEFAULT_POLICY):
+        return "optuna", "this checkout ships no pretrained policy"
+    unknown = unknown_knobs(space.names)
+    if unknown:
+        return "optuna", f"the shipped policy never learned the knobs {', '.join(unknown)}"
+    return "ppo", "the shipped policy, pretrained on the landscape library, knows every knob of this space"
 
 
 def make_agent(name: str, **options: Any) -> Agent:

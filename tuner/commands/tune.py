@@ -22,7 +22,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """The ``tune`` subcommand's arguments, bound to its handler."""
     tune = commands.add_parser("tune", help="search for the best config with one agent and one budget")
     tune.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
-    tune.add_argument("--agent", help="ppo, optuna (default) or random")
+    tune.add_argument("--agent", help="ppo, optuna or random (default: ppo, the pretrained policy, where it knows "
+                      "every knob of the task's space; optuna otherwise, or when an Optuna flag is given)")
     tune.add_argument("--budget", type=int, help="measurements to spend (cached results are free; default: the task's)")
     tune.add_argument("--seed", type=seed_value, help="random seed (default: the task's)")
     tune.add_argument("--sampler", help="optuna sampler: tpe (default), gp, nsga2, cmaes, random")
@@ -127,6 +128,23 @@ def _warm_start_library(task_id: str) -> list:
     return [landscape for landscape in load_library() if landscape.name != task_id]
 
 
+OPTUNA_FLAGS = (("sampler", "--sampler"), ("pareto", "--pareto"), ("storage", "--storage"), ("study", "--study"),
+                ("heartbeat", "--heartbeat"), ("warm_start", "--warm-start"))
+
+
+def _chosen_agent(args: argparse.Namespace, task: TaskSpec) -> tuple[str, str | None]:
+    """(agent, why) for a new run: --agent (no why), else Optuna when one of its flags is given, else the default."""
+    from tuner.agents import default_agent
+
+    if args.agent:
+        return args.agent, None
+    optuna_flags = [flag for name, flag in OPTUNA_FLAGS if getattr(args, name, None) not in (None, False)]
+    if optuna_flags:
+        return "optuna", f"{', '.join(optuna_flags)} given"
+    name, why = default_agent(task.space)
+    return name, f"the default: {why}"
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     """Tune a task with one agent and print the trials, the best config and the Pareto front."""
     from tuner.agents import make_agent
@@ -136,13 +154,14 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     task = load_task(args.env)
     settings = {name: getattr(args, name, None) for name in RESUMED_SETTINGS}
-    settings["agent"] = settings["agent"] or "optuna"
+    settings["agent"], why = _chosen_agent(args, task) if args.resume is None else (None, None)
     journal = None
     if args.resume is not None:
         run_dir = _resume_folder(args)
         hold_run(run_dir, "--resume")  # before reading: no other process may write this run while this one runs
         saved = _resumed(args, task, run_dir)
         settings = {name: saved.get(name) for name in RESUMED_SETTINGS}
+        why = None
         args.budget = args.budget if args.budget is not None else saved.get("budget")
         args.no_cache = args.no_cache or saved.get("no_cache", False)
         args.cache_dir = args.cache_dir or saved.get("cache_dir")
@@ -170,6 +189,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
     args.active_run, args.env = run_dir.name, str(args.env)
     verb = f"resuming {run_dir.name} ({len(journal)} records taken)" if journal else f"run {run_dir.name}"
     print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements, seed {seed}, {verb}", flush=True)
+    if why:  # the agent was not named: say why this one (a new run's default, or an Optuna flag)
+        print(f"  agent {settings['agent']}: {why}; --agent chooses another", flush=True)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     if cache_dir is None and (args.no_cache or task.backend == "replay"):
         cache_dir = run_dir / "cache"

@@ -166,3 +166,14 @@ def test_ppo_never_proposes_a_masked_value(tmp_path):
     assert len(session.records) >= 16
     assert {record.config["batch_size"] for record in session.records} <= {1, 4}
     assert not [record for record in session.records if (record.error or {}).get("type") == "NotRecorded"]
+
+
+def test_the_default_agent_is_the_pretrained_policy_where_it_knows_every_knob(replay_task, monkeypatch, tmp_path):
+    from tuner.agents import registry
+    from tuner.serving.feasibility import serving_space
+
+    assert registry.default_agent(replay_task.space)[0] == "ppo"  # the static-batch family the library records
+    name, why = registry.default_agent(serving_space())
+    assert name == "optuna" and "max_num_seqs" in why  # serving knobs: no landscape taught them
+    monkeypatch.setattr(registry, "DEFAULT_POLICY", tmp_path / "absent.zip")
+    assert registry.default_agent(replay_task.space) == ("optuna", "this checkout ships no pretrained policy")
