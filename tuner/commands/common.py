@@ -1,4 +1,4 @@
-"""Helpers shared by the subcommands: runs folder, run names, the MLflow mirror, task files."""
+"""Helpers shared by the subcommands: runs folder, run names, the MLflow mirror, task files, argument parsing."""
 
 from __future__ import annotations
 
