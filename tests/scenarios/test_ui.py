@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -49,6 +50,8 @@ def ui_server(tmp_path_factory):
         line = server.stdout.readline()
         assert line, "".join(printed)
         printed.append(line.rstrip())
+    # Keep reading what the server logs: a full pipe (64 KiB) blocks the server, and the browser waits forever.
+    threading.Thread(target=server.stdout.read, daemon=True).start()
     deadline = time.monotonic() + 90
     while True:
         try:
@@ -57,7 +60,7 @@ def ui_server(tmp_path_factory):
                     break
         except OSError:
             pass
-        assert server.poll() is None, server.stdout.read().decode()[-2000:]
+        assert server.poll() is None, "\n".join(printed)
         assert time.monotonic() < deadline, "MLflow UI did not come up in 90 s"
         time.sleep(0.5)
     try:
