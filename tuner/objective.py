@@ -19,6 +19,9 @@ KNOWN_METRICS = tuple(dict.fromkeys(METRICS + SERVING_METRICS))  # what an objec
 BOUND_KEYS = {"min", "max", "min_ratio", "max_ratio"}
 FAILED_SCORE = -20.0  # below any feasible score: log(tokens_per_s / baseline) > -20 for any real throughput
 ZERO_FLOOR = 1e-8  # a metric at 0 (kl of the reference itself, cv of a perfectly steady config) scores as 1e-8
+# Statuses whose figures are scored: measured ones, and a pruned one's partial figures (records.Status.scored;
+# records and objective are siblings that do not import each other).
+SCORED_STATUSES = ("ok", "unstable", "pruned")
 FAILED_VIOLATION = 1000.0  # Optuna's constraint value for a config that measured nothing: above any measured miss
 
 
@@ -127,7 +130,7 @@ def score(spec: ObjectiveSpec, status: str, metrics: Mapping[str, Any] | None,
     ``ZERO_FLOOR`` times the baseline, so 0 is the best value rather than an error.
     """
     value = (metrics or {}).get(spec.metric)
-    if status not in ("ok", "unstable") or not is_number(value) or value < 0:
+    if status not in SCORED_STATUSES or not is_number(value) or value < 0:
         return FAILED_SCORE, False
     ratio = max(value / spec.baseline, ZERO_FLOOR)
     raw = math.log(ratio) if spec.direction == "maximize" else -math.log(ratio)
@@ -145,9 +148,13 @@ def score_row(spec: ObjectiveSpec, row: Mapping[str, Any]) -> tuple[float, bool]
 def violation_size(spec: ObjectiveSpec, status: str, metrics: Mapping[str, Any] | None,
                    reference: Mapping[str, Any] | None = None) -> float:
     """How far a record is from feasible: 0 when feasible, the sum of its relative misses when measured,
-    ``FAILED_VIOLATION`` when nothing was measured (so a sampler can learn "how far", not only "whether")."""
+    ``FAILED_VIOLATION`` when nothing was measured (so a sampler can learn "how far", not only "whether").
+
+    A config pruned before timing has its accuracy figures only: its miss is theirs, plus 1 per figure not reached.
+    """
     value = (metrics or {}).get(spec.metric)
-    if status not in ("ok", "unstable") or not is_number(value) or value < 0:
+    pruned_early = status == "pruned" and any(is_number((metrics or {}).get(bound.metric)) for bound in spec.bounds)
+    if not pruned_early and (status not in SCORED_STATUSES or not is_number(value) or value < 0):
         return FAILED_VIOLATION
     total = sum(constraint_violations(spec, metrics or {}, reference).values())
     return min(total, FAILED_VIOLATION - 1.0)

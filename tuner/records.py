@@ -21,6 +21,7 @@ class Status(StrEnum):
 
     OK = "ok"
     UNSTABLE = "unstable"  # usable numbers whose repeats did not agree; never ranked best
+    PRUNED = "pruned"  # stopped early: broke a bound, or too slow to win; partial figures, never cached or best
     INFEASIBLE = "infeasible"  # cannot run here (constraint, hardware, missing library)
     OOM = "oom"
     CRASH = "crash"  # the worker process died
@@ -29,8 +30,13 @@ class Status(StrEnum):
 
     @property
     def measured(self) -> bool:
-        """Whether the metrics are real measurements."""
+        """Whether the metrics are real measurements of the whole protocol (design §5), not partial ones."""
         return self in (Status.OK, Status.UNSTABLE)
+
+    @property
+    def scored(self) -> bool:
+        """Whether the objective scores the figures it has: a pruned record's partial ones too (design §7)."""
+        return self in (Status.OK, Status.UNSTABLE, Status.PRUNED)
 
     @property
     def cacheable(self) -> bool:

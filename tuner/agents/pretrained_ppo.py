@@ -15,8 +15,8 @@ import numpy as np
 
 from tuner.agents.base import Agent
 from tuner.agents.policy_file import DEFAULT_POLICY, PretrainedPolicy, is_pretrained, load_policy
-from tuner.env.history import SessionHistory
-from tuner.evaluation.session import TuningSession, rankable
+from tuner.env.history import SessionHistory, keeps_score
+from tuner.evaluation.session import TuningSession
 from tuner.library.features import FEATURE_NAMES
 from tuner.library.landscape import KNOBS, config_tuple
 from tuner.space import SearchSpace
@@ -77,7 +77,7 @@ class PretrainedPPOAgent(Agent):
             if config is None:
                 return
             record = session.evaluate(to_config(config))
-            history.add(config, record.objective, rankable(record), spent=session.spent)
+            history.add(config, record.objective, keeps_score(record), spent=session.spent)
 
     def _learn(self, session: TuningSession, seed: int, history: SessionHistory, candidates: list[tuple],
                to_config: Callable[[tuple], dict[str, Any]], rng: np.random.Generator) -> None:

@@ -15,11 +15,22 @@ import numpy as np
 
 from tuner.env.canonical import CanonicalCodec, TaskCodec
 from tuner.env.observation import LIMIT
+from tuner.evaluation.session import rankable
 from tuner.library.features import SIZE as FEATURES_SIZE
 from tuner.library.features import feature_vector
+from tuner.records import Record
 
 MAX_BUDGET = 32  # budgets are scaled by this in the observation
 PER_VALUE = 3  # tried share, failed share, best score with this value relative to the best so far
+
+
+def keeps_score(record: Record) -> bool:
+    """Whether the history keeps a live record's score: rankable, or pruned as too slow inside every bound.
+
+    A config pruned for speed has a real, low score (from its first passes); in the landscapes the policy was
+    trained on, such a config is a rankable slow one, not a failure.
+    """
+    return rankable(record) or (record.status == "pruned" and record.feasible and math.isfinite(record.objective))
 
 
 class SessionHistory:

@@ -19,9 +19,9 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.callbacks import BaseCallback
 
-from tuner.env.history import SessionHistory
+from tuner.env.history import SessionHistory, keeps_score
 from tuner.env.observation import LIMIT
-from tuner.evaluation.session import TuningSession, rankable
+from tuner.evaluation.session import TuningSession
 
 MISS_COST = 0.01  # naming a config the task cannot run, or one already measured (as LandscapeEnv's unrecorded)
 
@@ -67,7 +67,7 @@ class SessionHistoryEnv(gym.Env):
         self.misses = 0
         before = self.history.best
         record = self.session.evaluate(self.to_config(config))
-        self.history.add(config, record.objective, rankable(record), spent=self.session.spent)
+        self.history.add(config, record.objective, keeps_score(record), spent=self.session.spent)
         after = self.history.best
         gain = 0.0 if after == before else 1.0 - (math.exp(before - after) if math.isfinite(before) else 0.0)
         return self.history.observation(), gain, False, self.session.exhausted, {"measured": True}

@@ -13,6 +13,7 @@ from tuner.measure.backends.model_store import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MEASUREMENT_VERSION, MeasurementCache, cache_key
 from tuner.measure.contention import ForeignLoad
+from tuner.measure.early_stop import StopRule
 from tuner.measure.faults import after_record
 from tuner.measure.fingerprint import resolve_device
 from tuner.measure.launcher import WorkerClient
@@ -21,6 +22,7 @@ from tuner.measure.protocol import error_payload
 from tuner.objective import score, score_row
 from tuner.records import Record, Status, append_record, read_records
 from tuner.task import TaskSpec
+from tuner.util.numbers import is_number
 
 CACHEABLE = {status.value for status in Status if status.cacheable}
 
@@ -44,15 +46,24 @@ class Evaluator:
 
     def __init__(self, task: TaskSpec, run_dir: Path, *, agent: str = "measure", use_cache: bool = True,
                  cache_dir: Path | None = None, echo_worker: bool = False, worker_env: dict[str, str] | None = None,
-                 observer: MeasurementObserver | None = None):
+                 observer: MeasurementObserver | None = None, prune_below: float | None = None):
+        """``prune_below``: stop a measurement early (status ``pruned``) when it breaks an accuracy or latency bound,
+        or when after a pass it cannot reach this fraction of the run's best throughput (0: bounds only; a search
+        passes ``early_stop.PRUNE_BELOW``); None: never stop early, every config is measured whole (``measure``,
+        ``record``: figures asked for, not a race)."""
         self.task = task
+        self.prune_below = prune_below
         self.observer = observer  # told when a measurement starts, each phase it enters, and when it ends
         self.run_dir = Path(run_dir)
         self.agent = agent
         self.use_cache = use_cache
         self.cache = MeasurementCache(cache_dir or self.run_dir.parent / "cache")
         self.records_path = self.run_dir / "records.jsonl"
-        self.trial = len(read_records(self.records_path))
+        earlier = read_records(self.records_path)
+        self.trial = len(earlier)
+        self.incumbent: float | None = None  # the best tokens_per_s of a rankable record so far: early stop's bar
+        for record in earlier:
+            self._note_incumbent(record)
         self.measurements = 0  # backend calls (the budget's unit): neither cache hits nor constraint rejections
         self.measurer: Measurer = _open_measurer(task, self.run_dir, worker_env, echo_worker)
         self.fingerprint = self.measurer.fingerprint
@@ -119,7 +130,8 @@ class Evaluator:
             cached.info = {**cached.info, **(tags or {})}
             return self._write(cached)
         else:
-            payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault}
+            payload = {"op": "measure", "task": self._worker_spec, "config": full, "fault": fault,
+                       "stop": self._stop_rule()}
             reply = self._measure_watching_the_machine(payload, full)
             self.measurements += 1
             self.features = reply.get("features") or self.features
@@ -135,6 +147,17 @@ class Evaluator:
             self.cache.put(key, record.to_dict())
         record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config
         return self._write(record)
+
+    def _stop_rule(self) -> dict[str, Any] | None:
+        """When the measurement may stop early (sent with the request), or None."""
+        if self.prune_below is None:
+            return None
+        return StopRule.for_objective(self.task.objective, self.incumbent, self.prune_below).to_payload()
+
+    def _note_incumbent(self, record: Record) -> None:
+        throughput = record.metrics.get("tokens_per_s")
+        if record.status == Status.OK and record.feasible and is_number(throughput):
+            self.incumbent = max(self.incumbent or 0.0, float(throughput))
 
     def measuring_groups(self) -> list[int]:
         """The process groups measuring for this evaluator: the live worker's (it leads its group, ranks included)."""
@@ -171,6 +194,7 @@ class Evaluator:
         return record
 
     def _write(self, record: Record) -> Record:
+        self._note_incumbent(record)
         append_record(self.records_path, record)
         self.trial += 1
         after_record(self.trial)

@@ -34,6 +34,7 @@ def classify(error: BaseException) -> tuple[Status, bool]:
 
 def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
     """Run one measurement and turn its outcome into a reply."""
+    from tuner.measure.early_stop import PRUNED, StopRule
     from tuner.measure.faults import faults_enabled, inject, split_rank_fault
 
     try:
@@ -42,7 +43,8 @@ def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
                                                                       if faults_enabled() else None))
         inject(fault)
         metrics, info = backend.measure(request["task"], request["config"],
-                                        rank_fault if faults_enabled() else None)
+                                        rank_fault if faults_enabled() else None,
+                                        StopRule.from_payload(request.get("stop")))
     except Exception as error:  # every failure becomes a structured reply, never a dead silence
         status, restart = classify(error)
         frames = traceback.format_exception(error)[-6:]
@@ -51,7 +53,7 @@ def handle_measure(backend: Any, request: dict[str, Any]) -> dict[str, Any]:
         return {"status": status.value, "metrics": {}, "info": {},
                 "error": error_payload(type(error).__name__, str(error).strip() or repr(error), log_tail=lines),
                 "restart": restart}
-    status = Status.OK if info.get("stable", True) else Status.UNSTABLE
+    status = Status.PRUNED if PRUNED in info else Status.OK if info.get("stable", True) else Status.UNSTABLE
     return {"status": status.value, "metrics": metrics, "info": info, "error": None, "restart": False}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tuner.records import Record
-from tuner.util.numbers import is_number
+from tuner.util.numbers import is_number, percentile
 
 PARTS = ("loading", "warmup and compile", "inference", "accuracy scoring", "worker overhead", "failed measurements",
          "replay lookups", "tuner overhead")
@@ -47,3 +47,23 @@ def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, flo
         measured = sum(record.duration_s for record in records if is_number(record.duration_s))
         split["tuner overhead"] = max(0.0, wall_s - measured)
     return split
+
+
+def pruning_saved(records: Sequence[Record]) -> dict[str, float | int | None] | None:
+    """What stopping measurements early saved (design §5), or None when nothing was pruned.
+
+    ``saved_s`` is an estimate: each pruned measurement against the median whole measurement of the same run
+    (ok or unstable, measured here, not cached); None when the run has no whole one to compare with.
+    """
+    pruned = [record for record in records if record.status == "pruned" and not record.cached]
+    if not pruned:
+        return None
+    whole = sorted(record.duration_s for record in records
+                   if record.status in ("ok", "unstable") and not record.cached and is_number(record.duration_s))
+    median = percentile(whole, 0.5) if whole else None
+    spent = sum(_seconds(record.duration_s) for record in pruned)
+    return {"pruned": len(pruned),
+            "at_accuracy": sum((record.info.get("pruned") or {}).get("stage") == "accuracy" for record in pruned),
+            "spent_s": spent, "whole_median_s": median,
+            "saved_s": None if median is None else sum(max(0.0, median - _seconds(record.duration_s))
+                                                      for record in pruned)}

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from tuner.evaluation.session import rankable
 from tuner.records import Record
 from tuner.results.comparison import compare_table
-from tuner.results.costs import time_split
+from tuner.results.costs import pruning_saved, time_split
 from tuner.results.run_folder import RunFolder
 from tuner.results.tables import figures_text, metric_text, serving
 from tuner.util.formatting import config_text, shown, table
@@ -69,6 +69,13 @@ def cost_lines(run: RunFolder) -> list[str]:
     lines = [f"{run.measurements} measurements, {len(run.records)} trials ({cached} from the cache); "
              + ", ".join(f"{count} {status}" for status, count in statuses.most_common()),
              (f"wall time {wall:.0f} s" if is_number(wall) else "wall time n/a") + (f": {parts}" if parts else "")]
+    saved = pruning_saved(run.records)
+    if saved is not None:
+        median, estimate = shown(saved["whole_median_s"], ".0f"), shown(saved["saved_s"], ".0f")
+        lines.append(f"pruned {saved['pruned']} measurements early ({saved['at_accuracy']} on an accuracy bound before "
+                     f"timing, {saved['pruned'] - saved['at_accuracy']} after a timed pass): they took "
+                     f"{saved['spent_s']:.0f} s; a whole measurement took a median {median} s here, so pruning saved "
+                     f"about {estimate} s")
     return lines
 
 

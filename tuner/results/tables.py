@@ -74,6 +74,8 @@ def figures_text(record: Record) -> str:
 
 def outcome_text(record: Record) -> str:
     """Status and the key metrics of one record."""
+    if record.status == "pruned":  # its reason names the figure that stopped it
+        return f"pruned: {(record.info.get('pruned') or {}).get('reason', 'stopped early')}"
     if record.status not in ("ok", "unstable"):
         message = (record.error or {}).get("message", "")
         return f"{record.status}: {message[:90]}"

@@ -129,6 +129,8 @@ class MlflowSink(Tracker):
                     **(extra_tags or {})}
             if record.error:
                 tags["error"] = f"{record.error.get('type')}: {record.error.get('message')}"
+            if record.status == "pruned":
+                tags["pruned"] = (record.info.get("pruned") or {}).get("reason")
             run = self.client.create_run(self.experiment_id, run_name=f"{record.agent}-trial-{record.trial:04d}",
                                          tags=_clean(tags))
             stamp = int(time.time() * 1000)
@@ -137,7 +139,7 @@ class MlflowSink(Tracker):
             metrics.append(Metric("objective", float(record.objective), stamp, 0))
             self.client.log_batch(run.info.run_id, metrics=metrics,
                                   params=[Param(key, str(value)) for key, value in record.config.items()])
-            self.client.set_terminated(run.info.run_id, "FINISHED" if record.status in ("ok", "unstable")
+            self.client.set_terminated(run.info.run_id, "FINISHED" if record.status in ("ok", "unstable", "pruned")
                                        else "FAILED")
             return run.info.run_id
 

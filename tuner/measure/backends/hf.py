@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any
 
 import torch
@@ -18,6 +19,7 @@ from tuner.measure.backends.infeasible import Infeasible
 from tuner.measure.backends.model_store import HOST_WORKERS
 from tuner.measure.backends.shard_group import ShardGroup
 from tuner.measure.backends.tensor_parallel import plan_shard
+from tuner.measure.early_stop import PRUNED, StopRule
 from tuner.measure.feasibility import Machine, knob_defaults, why_infeasible
 from tuner.measure.memory import MB, available_bytes, evict_least_recent, model_bytes, release_freed
 
@@ -260,11 +262,13 @@ class HFBackend:
             self._shards.close()
             self._shards = None
 
-    def measure(self, task: dict[str, Any], config: dict[str, Any],
-                rank_fault: tuple[int, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def measure(self, task: dict[str, Any], config: dict[str, Any], rank_fault: tuple[int, str] | None = None,
+                stop: StopRule | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """Measure one config for real; returns (metrics, info). Raises Infeasible or the failure itself.
 
-        ``rank_fault`` (tests only) injects a fault into one rank of a tensor-parallel group.
+        ``stop``: when to end the measurement early (``info["pruned"]`` then says why; a tensor-parallel
+        config is always measured whole). ``rank_fault`` (tests only) injects a fault into one rank of a
+        tensor-parallel group.
         """
         config = {**knob_defaults(), **config}
         device = resolve_device(task["device"])
@@ -275,39 +279,50 @@ class HFBackend:
         if config["shard_count"] > 1:
             return self._measure_sharded(task, config, device, rank_fault)
         try:
-            return self._measure_alone(task, config, device)
+            return self._measure_alone(task, config, device, stop)
         except Exception as error:
             if not is_oom(error) or len(self._models) <= 1:  # nothing else to unload
                 raise
         # Out of memory while other models were kept: unload them all (after the traceback is gone, so its
         # frames hold no model) and measure this config alone.
         self.drop_models(device)
-        metrics, info = self._measure_alone(task, config, device)
+        metrics, info = self._measure_alone(task, config, device, stop)
         info["retried_after_unloading"] = True
         return metrics, info
 
-    def _measure_alone(self, task: dict[str, Any], config: dict[str, Any],
-                       device: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    def _measure_alone(self, task: dict[str, Any], config: dict[str, Any], device: str,
+                       stop: StopRule | None) -> tuple[dict[str, Any], dict[str, Any]]:
         load_start = time.perf_counter()
         model, quantized_modules, loaded = self._model(task, config, device)
         load_s = time.perf_counter() - load_start
 
+        # Accuracy first: it is cheap next to timing, and a config that breaks an accuracy bound stops here.
         accuracy_start = time.perf_counter()
         accuracy, cached = self._accuracy_of(task, config, device)
-        task_accuracy = self._task_accuracy(task, config, device)
         reference_metrics = self._reference_metrics(task, device)
+        miss = stop.accuracy_miss(accuracy, reference_metrics) if stop else None
+        task_accuracy = None if miss else self._task_accuracy(task, config, device)
+        miss = miss or (stop.accuracy_miss({"task_accuracy": task_accuracy}, reference_metrics) if stop else None)
         accuracy_s = time.perf_counter() - accuracy_start
+        common = {"device": device, "loaded_weights": loaded, "load_s": load_s, "accuracy_s": accuracy_s,
+                  "accuracy_cached": cached, "accuracy_path": ACCURACY_PATH, "reference_metrics": reference_metrics,
+                  "quantized_modules": quantized_modules,
+                  "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+        if miss:
+            return {**accuracy, "task_accuracy": task_accuracy}, {**common, PRUNED: {"stage": "accuracy",
+                                                                                    "reason": miss}}
 
         model.set_attn_implementation(config["attn_implementation"])
         tokenizer = self._tokenizer(task["model"])
-        metrics, info = measure_generation(model, tokenizer, task["workload"], config, device)
+        stop_check = None
+        if stop is not None:
+            tokens_per_call = config["batch_size"] * task["workload"]["new_tokens"]
+            stop_check = partial(stop.timing_miss, tokens_per_call=tokens_per_call, reference=reference_metrics)
+        metrics, info = measure_generation(model, tokenizer, task["workload"], config, device,
+                                           stop_check=stop_check)
         metrics.update(accuracy)
         metrics["task_accuracy"] = task_accuracy
-        info.update({"device": device, "loaded_weights": loaded, "load_s": load_s, "accuracy_s": accuracy_s,
-                     "accuracy_cached": cached, "accuracy_path": ACCURACY_PATH,
-                     "reference_metrics": reference_metrics, "kept_models_mb": self.kept_bytes / MB,
+        info.update({**common, "kept_models_mb": self.kept_bytes / MB,
                      "memory_budget_mb": self.memory_budget / MB,
-                     "memory_free_at_budget_mb": (self.memory_free_at_budget or 0) / MB or None,
-                     "quantized_modules": quantized_modules,
-                     "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")})
+                     "memory_free_at_budget_mb": (self.memory_free_at_budget or 0) / MB or None})
         return metrics, info

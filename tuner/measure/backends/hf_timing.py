@@ -12,9 +12,13 @@ import torch
 from transformers import CompileConfig, GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
 from tuner.measure import phases
+from tuner.measure.early_stop import PRUNED
 from tuner.measure.faults import timing_noise
 from tuner.measure.memory import MB, generation_peak, model_bytes, peak_rss_mb, reset_peak_rss
 from tuner.measure.timing import agreeing_window, repeats_agree, window_figures
+
+# Every pass so far as (end-to-end s, first-token s) per generate call → why to stop now, or None.
+StopCheck = Callable[[list[list[tuple[float, float]]]], "str | None"]
 
 
 def synchronize(device: str) -> None:
@@ -182,13 +186,16 @@ def _alone(value: float) -> float:
 
 
 def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], config: dict[str, Any],
-                       device: str, consensus: Callable[[float], float] = _alone) -> tuple[dict[str, Any],
-                                                                                        dict[str, Any]]:
+                       device: str, consensus: Callable[[float], float] = _alone,
+                       stop_check: StopCheck | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """Warm up, then time repeats (whole passes over the workload) until three agree or the time cap.
 
     ``consensus`` turns a local reading into the one every tensor-parallel rank uses (the slowest rank's),
-    so all ranks take the same decisions and call generate in lockstep. Returns (metrics, info): the
-    design §5 metrics, all from the agreeing window (the last 3 passes), and the code path that really ran.
+    so all ranks take the same decisions and call generate in lockstep. ``stop_check`` is asked after each
+    timed pass, with every pass so far (the calibration pass first); a reason it returns ends the measurement
+    there, and ``info["pruned"]`` holds it (no memory call: ``peak_mem_mb`` is then null). Returns
+    (metrics, info): the design §5 metrics, all from the agreeing window (the last 3 passes), and the code
+    path that really ran.
     """
     batch_size = config["batch_size"]
     new_tokens = workload["new_tokens"]
@@ -213,15 +220,17 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     # Calibrate: a repeat loops the workload until it lasts min_repeat_s, so fast configs are not timer noise.
     phases.enter("calibrating the repeat length")
     calibration_start = time.perf_counter()
-    calibration = consensus(sum(timed_generate(model, batch, gen_config, device)[0].e2e_s for batch in batches))
+    calibration_calls = [timed_generate(model, batch, gen_config, device)[0] for batch in batches]
+    calibration = consensus(sum(call.e2e_s for call in calibration_calls))
     calibration_s = time.perf_counter() - calibration_start
     loops = max(1, math.ceil(workload["min_repeat_s"] / max(calibration, 1e-9)))
 
     pass_calls: list[list[TimedCall]] = []
     pass_times: list[float] = []
+    pruned: str | None = None
     deadline = time.perf_counter() + workload["max_measure_s"]
     phases.enter("timing repeats", repeat=1, of=workload["max_repeats"])
-    while len(pass_times) < workload["max_repeats"]:
+    while len(pass_times) < workload["max_repeats"] and pruned is None:
         stall = timing_noise(len(pass_times), calibration * loops)  # 0 unless a test injects noise
         repeat_calls = []
         for _ in range(loops):
@@ -233,17 +242,22 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
         phases.update(repeat=len(pass_times) + 1, spread=_spread(pass_times[-3:]))
         if repeats_agree(pass_times) or consensus(float(time.perf_counter() > deadline)):
             break
+        if stop_check is not None:  # a pass that did not settle the figures: is the rest worth timing?
+            pruned = stop_check([[(call.e2e_s, call.ttft_s) for call in calls]
+                                 for calls in [calibration_calls, *pass_calls]])
 
     figures = window_figures([[(call.e2e_s, call.ttft_s) for call in calls] for calls in pass_calls],
                              batch_size * new_tokens, new_tokens, pass_times)
-    # Memory: one more call of the same shape, alone, so its peak is this config's own (design §5).
-    phases.enter("measuring peak memory")
-    memory_start = time.perf_counter()
-    activation, ops, _ = generation_peak(lambda: timed_generate(model, batches[0], gen_config, device), device)
-    memory_s = time.perf_counter() - memory_start
     weights = model_bytes(model)
-    metrics = {**figures, "peak_mem_mb": (weights + activation) / MB, "warmup_s": warmup_s,
-               "repeats": len(pass_times)}
+    activation, ops, memory_s = None, set(), 0.0
+    if pruned is None:
+        # Memory: one more call of the same shape, alone, so its peak is this config's own (design §5).
+        phases.enter("measuring peak memory")
+        memory_start = time.perf_counter()
+        activation, ops, _ = generation_peak(lambda: timed_generate(model, batches[0], gen_config, device), device)
+        memory_s = time.perf_counter() - memory_start
+    metrics = {**figures, "peak_mem_mb": None if activation is None else (weights + activation) / MB,
+               "warmup_s": warmup_s, "repeats": len(pass_times)}
     info = {
         "stable": repeats_agree(pass_times),
         "batches_per_pass": len(batches),
@@ -253,9 +267,9 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
         "prompt_tokens": int(batches[0]["input_ids"].shape[1]),
         "output_shape": list(output.sequences.shape),
         "weights_mb": weights / MB,
-        "activation_peak_mb": activation / MB,
+        "activation_peak_mb": None if activation is None else activation / MB,
         "worker_peak_rss_mb": peak_rss_mb(),  # the whole process, other kept models included: not the config's
-        "attention_kernel": _attention_kernel(ops),
+        "attention_kernel": _attention_kernel(ops) if pruned is None else None,  # read off the memory call's profile
         "cache_class": type(getattr(output, "cache", None) or output.past_key_values).__name__,
         "attn_implementation": model.config._attn_implementation,
         "compiled": getattr(model, "_compiled_call", None) is not None and config["compile"],
@@ -264,4 +278,6 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
         "inference_s": warmup_s + calibration_s + memory_s + sum(sum(call.e2e_s for call in calls)
                                                                  for calls in pass_calls),
     }
+    if pruned is not None:
+        info[PRUNED] = {"stage": "timing", "reason": pruned}
     return metrics, info
