@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv
 
 from tuner.agents.base import Agent
 from tuner.env.tuning_env import TuningEnv
-from tuner.evaluation.session import TuningSession
+from tuner.evaluation.session import BudgetExhausted, TuningSession
 from tuner.measure.backends.model_store import HOST_WORKERS
 from tuner.measure.interrupts import die_with_parent, handle_interrupts
 from tuner.records import Record
@@ -63,7 +64,7 @@ class ParallelBudget(BaseCallback):
             self.session.adopt(Record.from_dict(info["record"]), resumed=info["resumed"])
         if not infos:  # the envs allowed to measure all stopped on their own (each covered its space, or repeats)
             self.session.stop("no environment has a new config left to measure")
-        if self.session.exhausted:
+        if self.session.check_time():  # the envs measure in their own sessions: the time budget is checked here
             return False
         self._share()
         return True
@@ -143,7 +144,8 @@ class PPOAgent(Agent):
             else:
                 model = MaskablePPO("MlpPolicy", env, seed=seed, verbose=0, device="cpu", **HYPERPARAMETERS)
             model.set_logger(Logger(folder=None, output_formats=[SessionWriter(session)]))
-            model.learn(total_timesteps=session.max_proposals * self.n_envs, callback=callback)
+            with contextlib.suppress(BudgetExhausted):  # a measurement the time left does not fit: policy kept
+                model.learn(total_timesteps=session.max_proposals * self.n_envs, callback=callback)
         except KeyboardInterrupt:
             if self.n_envs > 1:
                 _stop_env_processes(env)  # close() would wait for envs busy measuring

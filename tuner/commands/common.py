@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from tuner.results.run_folder import RunFolder, is_run, read_run
 from tuner.task import MAX_SEED
+from tuner.util.durations import parse_duration
 from tuner.util.errors import ConfigError, UserError
 from tuner.util.names import checked_run_name, is_name
 from tuner.util.text_file import read_json_object
@@ -115,6 +116,15 @@ def seed_value(text: str) -> int:
     if not 0 <= seed <= MAX_SEED:
         raise argparse.ArgumentTypeError(f"must be an integer from 0 to {MAX_SEED} (got {text!r})")
     return seed
+
+
+def time_value(text: str) -> float:
+    """A --time value in seconds: ``90s``, ``10m``, ``1.5h``, or ``600`` (a plain number is seconds)."""
+    seconds = parse_duration(text)
+    if seconds is None:
+        raise argparse.ArgumentTypeError(f"must be a positive duration such as 90s, 10m, 1.5h or 600 (seconds) "
+                                         f"(got {text!r})")
+    return seconds
 
 
 class OneLineErrorParser(argparse.ArgumentParser):

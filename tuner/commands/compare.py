@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tuner.commands.common import budget_of, mlflow_mirror, run_name, runs_folder
+from tuner.commands.common import budget_of, mlflow_mirror, run_name, runs_folder, time_value
 from tuner.run.lock import hold_run
 from tuner.util.errors import ConfigError
 
@@ -15,6 +15,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     compare.add_argument("env", help="task spec, e.g. envs/smollm2-cpu-replay.yaml")
     compare.add_argument("--agents", default="ppo,optuna,random", help="comma-separated (default: ppo,optuna,random)")
     compare.add_argument("--budget", type=int, help="measurements per run (default: the task's)")
+    compare.add_argument("--time", type=time_value, metavar="DURATION", help="wall-clock budget of each agent run "
+                         "(seed), e.g. 90s, 10m, 1.5h, 600 (seconds), beside --budget: whichever comes first")
     compare.add_argument("--seeds", type=int, default=3, help="seeds per agent (default 3)")
     compare.add_argument("--sampler", help="optuna sampler (default tpe)")
     compare.add_argument("--run", help="folder name under runs/ (default: compare-<task>-<time>)")
@@ -43,10 +45,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out_dir = runs_folder(args) / run_name(args, "compare", task.id)
     hold_run(out_dir, "--run")
     factories = [lambda name=name: make_agent(name, sampler=args.sampler, space=task.space) for name in names]
-    settings = {"agents": ",".join(names), "budget": budget, "seeds": args.seeds}
+    settings = {"agents": ",".join(names), "budget": budget, "time_s": args.time, "seeds": args.seeds}
     tracker = mlflow_mirror(args, task, out_dir.name, settings)
     report = run_compare(task, factories, budget=budget, seeds=range(args.seeds), out_dir=out_dir,
-                         progress=lambda line: print(line, flush=True), tracker=tracker)
+                         progress=lambda line: print(line, flush=True), tracker=tracker, time_s=args.time)
     print()
     print(f"best known feasible {report['metric']}: {shown(report['best_known'], '.1f')}")
     print(compare_table(report))

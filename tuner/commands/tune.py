@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Any
 
-from tuner.commands.common import budget_of, mlflow_mirror, run_name, runs_folder, seed_value
+from tuner.commands.common import budget_of, mlflow_mirror, run_name, runs_folder, seed_value, time_value
 from tuner.evaluation.resume import Journal, spent_budget
 from tuner.run.lock import hold_run
 from tuner.run.tune import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
 from tuner.task import MAX_SEED, TaskSpec
+from tuner.util.durations import clock_text
 from tuner.util.errors import ConfigError
 from tuner.util.names import checked_name
 from tuner.util.redact import MASK, redact_url, same_url
@@ -25,6 +27,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--agent", help="ppo, optuna or random (default: ppo, the pretrained policy, where it knows "
                       "every knob of the task's space; optuna otherwise, or when an Optuna flag is given)")
     tune.add_argument("--budget", type=int, help="measurements to spend (cached results are free; default: the task's)")
+    tune.add_argument("--time", type=time_value, metavar="DURATION", help="wall-clock budget from the start, "
+                      "e.g. 90s, 10m, 1.5h, 600 (seconds): no measurement starts that the time left does not fit; "
+                      "the run stops at --budget or --time, whichever comes first")
     tune.add_argument("--seed", type=seed_value, help="random seed (default: the task's)")
     tune.add_argument("--sampler", help="optuna sampler: tpe (default), gp, nsga2, cmaes, random")
     tune.add_argument("--pareto", action="store_true", help="optuna: multi-objective (tokens/s, top1, memory)")
@@ -65,7 +70,7 @@ def _resume_folder(args: argparse.Namespace) -> Path:
 SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "agent": (str,), "seed": (int,), "sampler": (str,), "pareto": (bool,), "storage": (str,), "study": (str,),
     "policy": (str,), "envs": (int,), "warm_start": (bool,), "budget": (int,), "no_cache": (bool,),
-    "cache_dir": (str,)}
+    "cache_dir": (str,), "time_s": (int, float)}
 
 
 def _check_saved_types(saved: dict[str, Any], source: Path) -> None:
@@ -77,7 +82,8 @@ def _check_saved_types(saved: dict[str, Any], source: Path) -> None:
         wrong_bool = isinstance(value, bool) and bool not in kinds
         out_of_range = name in ("seed", "budget", "envs") and isinstance(value, int) and not (
             0 <= value <= MAX_SEED if name == "seed" else value > 0)
-        if not isinstance(value, kinds) or wrong_bool or out_of_range:
+        bad_time = name == "time_s" and isinstance(value, int | float) and not (value > 0 and math.isfinite(value))
+        if not isinstance(value, kinds) or wrong_bool or out_of_range or bad_time:
             raise ConfigError("damaged run setting; start a new run", source=str(source), field=name, value=value)
 
 
@@ -105,6 +111,13 @@ def _resumed(args: argparse.Namespace, task: TaskSpec, run_dir: Path) -> dict[st
                               field="--storage", value=saved["storage"])
         saved["storage"] = args.storage
     return saved
+
+
+def _time_used(journal: Journal) -> float:
+    """Seconds the interrupted attempt used: the sum of its records' ``duration_s`` (its worker start, model
+    conversion and the time between measurements are not in the records, so a resumed run gets a little more)."""
+    return sum(record.duration_s for record in journal.pending
+               if isinstance(record.duration_s, int | float) and math.isfinite(record.duration_s))
 
 
 def _nothing_left(run_dir: Path, journal: Journal, budget: int) -> str | None:
@@ -163,6 +176,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         settings = {name: saved.get(name) for name in RESUMED_SETTINGS}
         why = None
         args.budget = args.budget if args.budget is not None else saved.get("budget")
+        args.time = args.time if args.time is not None else saved.get("time_s")  # the run's total, like --budget
         args.no_cache = args.no_cache or saved.get("no_cache", False)
         args.cache_dir = args.cache_dir or saved.get("cache_dir")
         journal = Journal(read_records(run_dir / "records.jsonl"))
@@ -176,7 +190,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise ConfigError("a warm start is for --agent optuna (ppo starts from its pretrained policy)",
                           field="--warm-start", value=settings["agent"])
     budget = budget_of(args, task)
+    time_used = _time_used(journal) if journal is not None else 0.0
     done = _nothing_left(run_dir, journal, budget) if journal is not None else None
+    if done is None and args.time is not None and time_used >= args.time and (run_dir / "summary.json").is_file():
+        done = (f"{run_dir.name}: already used {clock_text(time_used)} of a time budget of {clock_text(args.time)} "
+                "(on --resume, --time is the run's total): nothing to measure; a larger --time goes on")
     if done is not None:
         print(done)
         return 0
@@ -188,7 +206,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
     hold_run(run_dir, "--run")  # a new run: locked once every flag is checked, before its folder is written
     args.active_run, args.env = run_dir.name, str(args.env)
     verb = f"resuming {run_dir.name} ({len(journal)} records taken)" if journal else f"run {run_dir.name}"
-    print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements, seed {seed}, {verb}", flush=True)
+    limit = "" if args.time is None else f" or {clock_text(args.time)}" + (
+        f" ({clock_text(time_used)} used before)" if time_used else "")
+    print(f"tuning {task.id} with {settings['agent']}: budget {budget} measurements{limit}, seed {seed}, {verb}",
+          flush=True)
     if why:  # the agent was not named: say why this one (a new run's default, or an Optuna flag)
         print(f"  agent {settings['agent']}: {why}; --agent chooses another", flush=True)
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
@@ -196,10 +217,11 @@ def cmd_tune(args: argparse.Namespace) -> int:
         cache_dir = run_dir / "cache"
     run_settings = {**settings, "storage": redact_url(settings["storage"]), "seed": seed, "task": task.id,
                     "task_file": str(task.source.resolve()), INPUTS: input_hashes(task),
-                    "budget": budget, "no_cache": bool(args.no_cache),
+                    "budget": budget, "time_s": args.time, "no_cache": bool(args.no_cache),
                     "cache_dir": str(cache_dir.resolve()) if cache_dir else None}
-    tracker = mlflow_mirror(args, task, run_dir.name, {**agent.describe(), "budget": budget, "seed": seed})
+    tracker = mlflow_mirror(args, task, run_dir.name, {**agent.describe(), "budget": budget, "time_s": args.time,
+                                                       "seed": seed})
     result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=cache_dir, tracker=tracker,
-                      journal=journal, settings=run_settings)
+                      journal=journal, settings=run_settings, time_s=args.time, time_used_s=time_used)
     print(final_report(result, task))
     return 0

@@ -5,12 +5,18 @@ costs nothing. A config proposed again in the same run is a *repeat*: it is answ
 (the agent learns the same result), costs nothing, gets no trial number and writes no line, so records.jsonl
 holds each config once. The session stops early, saying why in one line, when every runnable config of the
 space has a record, after ``STALE_PROPOSALS`` repeats in a row, or after ``max_proposals`` proposals.
+
+With a time budget (``time_s``, wall-clock seconds from the session's start) it also stops, saying why, rather than
+start a new measurement when the time left is less than a measurement takes here (the median so far); a repeat, a
+cache hit or a resumed record takes no time and is still answered.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import sys
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +24,7 @@ from tuner.evaluation.evaluator import Evaluator
 from tuner.evaluation.resume import Journal, spent_budget
 from tuner.records import Record, config_key, finite_or_null
 from tuner.space import SearchSpace
+from tuner.util.durations import clock_text
 from tuner.util.errors import EveryConfigFails, UserError
 from tuner.util.numbers import is_number
 
@@ -42,9 +49,13 @@ class TuningSession:
     def __init__(self, evaluator: Evaluator, budget: int, *, max_proposals: int | None = None,
                  on_record: Callable[[TuningSession, Record], None] | None = None,
                  on_training: Callable[[dict[str, float], int], None] | None = None,
-                 journal: Journal | None = None, on_stop: Callable[[str], None] | None = announce):
+                 journal: Journal | None = None, on_stop: Callable[[str], None] | None = announce,
+                 time_s: float | None = None, time_used_s: float = 0.0, clock: Callable[[], float] = time.monotonic,
+                 started: float | None = None):
         if budget <= 0:
             raise UserError("must be a positive number of measurements", field="--budget", value=budget)
+        if time_s is not None and not (time_s > 0 and math.isfinite(time_s)):
+            raise UserError("must be a positive duration", field="--time", value=time_s)
         self.evaluator = evaluator
         self.budget = budget
         self.max_proposals = max_proposals or 10 * budget + 20
@@ -67,6 +78,11 @@ class TuningSession:
         self._adopted: set[tuple[str, int]] = set()  # (run, trial) of every record adopted, repeats included
         self._unmeasured = runnable_configs(evaluator.task.space, self.allowed)  # None: too many to enumerate
         self._runnable = len(self._unmeasured or ())
+        self.time_s = time_s  # the run's wall-clock budget in seconds, an interrupted attempt's time included
+        self.clock = clock
+        self._started = clock() if started is None else started  # the caller's start: worker and model included
+        self._time_used_before = time_used_s  # what an interrupted attempt used (resume)
+        self.durations: list[float] = []  # seconds each measurement took (the next one's expected time)
 
     @property
     def spent(self) -> int:
@@ -82,6 +98,36 @@ class TuningSession:
     def exhausted(self) -> bool:
         """No measurement may start any more: the budget is spent, or the session stopped early (``stop_reason``)."""
         return self.spent >= self.budget or self.stop_reason is not None
+
+    def time_left(self) -> float | None:
+        """Seconds of the time budget left (negative once passed); None without a time budget."""
+        if self.time_s is None:
+            return None
+        return self.time_s - self._time_used_before - (self.clock() - self._started)
+
+    def time_short(self) -> str | None:
+        """Why a new measurement must not start (too little time left for one), or None."""
+        left = self.time_left()
+        if left is None:
+            return None
+        budget = clock_text(self.time_s)
+        if left <= 0:
+            return f"the time budget of {budget} is spent"
+        if not self.durations:  # nothing to expect yet: start one while any time is left
+            return None
+        expected = statistics.median(self.durations)
+        if left >= expected:
+            return None
+        return (f"the time budget of {budget} leaves {clock_text(left)}, less than a measurement takes here "
+                f"(median {clock_text(expected)})")
+
+    def check_time(self) -> bool:
+        """Stop when a new measurement would not fit the time left; whether the session is exhausted (parallel PPO
+        asks before each step, its envs measuring in sessions of their own)."""
+        reason = self.time_short()
+        if reason is not None:
+            self.stop(reason)
+        return self.exhausted
 
     def evaluate(self, config: Mapping[str, Any], tags: dict[str, Any] | None = None) -> Record:
         """Measure one config through the shared evaluator, once per run.
@@ -100,7 +146,8 @@ class TuningSession:
             infeasible; its ``objective`` and ``feasible`` say how the task's objective scores it.
 
         Raises:
-            BudgetExhausted: the budget is spent, or the session stopped early (``stop_reason`` says why).
+            BudgetExhausted: the budget is spent, or the session stopped early (``stop_reason`` says why), or this
+                config would be a new measurement that the time left does not fit (the session stops then).
             EveryConfigFails: the first configs measured all failed: something is broken, not the configs.
         """
         if self.exhausted:
@@ -113,9 +160,17 @@ class TuningSession:
         resumed_before = self.journal.resumed
         record = self.journal.take(full)
         if record is None:
+            reason = self.time_short()
+            if reason is not None and self._takes_time(full):
+                self.stop(reason)
+                raise BudgetExhausted(reason)
+            measured, started = self.evaluator.measurements, self.clock()
             record = self.evaluator.evaluate(config, tags=tags)
+            if self.evaluator.measurements > measured:  # timed on the budget's own clock (tests drive it)
+                self.durations.append(self.clock() - started)
         else:
             self._spent_elsewhere += spent_budget(record)
+            self._add_duration(record)
         self._admit(record, resumed=self.journal.resumed > resumed_before)
         return record
 
@@ -127,10 +182,23 @@ class TuningSession:
         if (record.run, record.trial) not in self._adopted:  # an env's repeat hands back a record already counted
             self._adopted.add((record.run, record.trial))
             self._spent_elsewhere += spent_budget(record)
+            self._add_duration(record)
         if config_key(record.config) in self._by_config:
             self.count_repeat()
             return
         self._admit(record, resumed=resumed)
+
+    def _takes_time(self, config: Mapping[str, Any]) -> bool:
+        """Whether evaluating a complete config measures it: not a constraint rejection, not a cache hit."""
+        evaluator = self.evaluator
+        if evaluator.task.space.violations(config):
+            return False
+        return not (evaluator.use_cache and evaluator.lookup(config) is not None)
+
+    def _add_duration(self, record: Record) -> None:
+        """A record measured elsewhere (an interrupted attempt, a parallel env): its own ``duration_s``."""
+        if spent_budget(record) and is_number(record.duration_s):
+            self.durations.append(float(record.duration_s))
 
     def count_repeat(self) -> None:
         """Count a proposal of a config this run already holds a record of; stop after too many in a row."""

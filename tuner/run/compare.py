@@ -48,8 +48,11 @@ class _TrialsOnly(Tracker):
 
 def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget: int, seeds: Sequence[int],
                 out_dir: Path, progress: Callable[[str], None] = print,
-                tracker: Tracker | None = None) -> dict[str, Any]:
-    """Run every agent on every seed (each with its own cache), then write compare.csv, curves.csv, PNG."""
+                tracker: Tracker | None = None, time_s: float | None = None) -> dict[str, Any]:
+    """Run every agent on every seed (each with its own cache), then write compare.csv, curves.csv, PNG.
+
+    ``time_s``: a wall-clock budget for each agent run (seed), beside ``budget``.
+    """
     metric = task.objective.metric
     started = time.time()
     seed_runs: list[SeedRun] = []
@@ -59,13 +62,14 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
             agent = make()
             run_dir = out_dir / f"{agent.name}-seed{seed}"
             result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=run_dir / "cache",
-                              out=None, plot=False, tracker=_TrialsOnly(tracker) if tracker else None)
+                              out=None, plot=False, tracker=_TrialsOnly(tracker) if tracker else None, time_s=time_s)
             all_records.append(result.records)
             curve = best_so_far(result.records, result.spent_after, budget, metric,
                                 task.objective.direction == "maximize")
             seed_runs.append(SeedRun(agent.name, seed, curve, run_dir))
+            stopped = result.summary["stop_reason"]
             progress(f"{agent.name} seed {seed}: best {metric} {shown(curve[-1], '.1f')} after "
-                     f"{result.summary['measurements']} measurements")
+                     f"{result.summary['measurements']} measurements" + (f" ({stopped})" if stopped else ""))
     reference = best_known(task, all_records)
     rows = summarize(task, seed_runs, reference)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +83,8 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
         run.agent for run in seed_runs)}
     best_so_far_plot(curves, out_dir / "best_so_far.png", f"{task.id}: best {metric} so far, budget {budget}",
                      f"best {metric}", reference=reference, maximize=task.objective.direction == "maximize")
-    report = {"task": task.id, "budget": budget, "seeds": list(seeds), "metric": metric, "best_known": reference,
+    report = {"task": task.id, "budget": budget, "time_budget_s": time_s, "seeds": list(seeds), "metric": metric,
+              "best_known": reference,
               "none_counts_as": none_value([run.curve for run in seed_runs], task.objective.direction == "maximize"),
               "task_file": str(task.source.resolve()), "duration_s": time.time() - started, "agents": rows}
     (out_dir / "compare.json").write_text(json.dumps(finite_or_null(report), indent=2, allow_nan=False))

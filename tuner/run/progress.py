@@ -1,5 +1,8 @@
 """The live line of the trial being measured: n/N, its config, its phase and time in it, the run's ETA.
 
+With a time budget the ETA is the earlier of the budget's (trial times × measurements left) and the time left,
+and the line says when it is the time budget's.
+
 On a terminal a ``rich`` live line redraws in place (and disappears when the trial's result line is printed);
 without one (CI, ``| tee``) plain timestamped lines are printed instead: one per phase, and one at least every
 ``quiet_s`` seconds while a phase lasts, so nothing goes silent for long.
@@ -56,7 +59,8 @@ class TrialProgress:
     """Shows the measurement in flight; ``begin``/``phase``/``end`` come from the Evaluator, thread-safe."""
 
     def __init__(self, out: TextIO, budget: int | None, spent: Callable[[], int], live: bool | None = None,
-                 quiet_s: float | None = None, clock: Callable[[], float] = time.monotonic, announce: bool = True):
+                 quiet_s: float | None = None, clock: Callable[[], float] = time.monotonic, announce: bool = True,
+                 time_left: Callable[[], float | None] | None = None):
         self.out = out
         self.budget = budget
         self.spent = spent
@@ -64,6 +68,7 @@ class TrialProgress:
         self.quiet_s = quiet_s if quiet_s is not None else quiet_from_environment()
         self.clock = clock
         self.announce = announce  # off a terminal: a line naming the config when its measurement starts
+        self.time_left = time_left  # seconds of the run's time budget left (None: no time budget)
         self.durations: list[float] = []  # seconds of each measured trial so far: the ETA's basis
         self._lock = threading.Lock()
         self._trial: tuple[int, dict[str, Any]] | None = None
@@ -140,16 +145,24 @@ class TrialProgress:
         current = max(0.0, mean - (self.clock() - self._started)) if self._trial else 0.0
         return mean * left_after + current
 
+    def eta(self) -> tuple[float, bool] | None:
+        """(seconds left for the run, whether the time budget sets it): the earlier of ``eta_s`` and the time left."""
+        eta = self.eta_s()
+        left = self.time_left() if self.time_left is not None else None
+        if left is not None and (eta is None or left < eta):
+            return max(0.0, left), True
+        return (eta, False) if eta is not None else None
+
     def _position(self) -> str:
         done = self.spent()
         return f"[{done + 1}/{self.budget}]" if self.budget else f"[{done + 1}]"
 
     def _phase_line(self) -> str:
         now = self.clock()
-        eta = self.eta_s()
+        eta = self.eta()
         return (f"{self._position()} trial {self._trial[0] if self._trial else '?'}: {phase_text(self._phase)} "
                 f"({_minutes(now - self._phase_started)} in this phase, {_minutes(now - self._started)} in the trial"
-                + (f"; run ETA {_minutes(eta)}" if eta is not None else "") + ")")
+                + (f"; run ETA {_minutes(eta[0])}" + (", time budget" if eta[1] else "") if eta else "") + ")")
 
     def __rich__(self) -> Any:
         from rich.text import Text

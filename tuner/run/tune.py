@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -15,7 +17,7 @@ from typing import Any, TextIO
 from tuner.agents import Agent
 from tuner.evaluation.evaluator import Evaluator
 from tuner.evaluation.resume import Journal
-from tuner.evaluation.session import TuningSession
+from tuner.evaluation.session import BudgetExhausted, TuningSession
 from tuner.export import TARGETS, ExportContext, export_to
 from tuner.records import Record
 from tuner.results.pareto import front_metrics, pareto_front
@@ -83,16 +85,19 @@ def _record_brief(record: Record) -> dict[str, Any]:
 
 def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: Path, cache_dir: Path | None = None,
              out: TextIO | None = sys.stdout, plot: bool = True, tracker: Tracker | None = None,
-             journal: Journal | None = None, settings: dict[str, Any] | None = None) -> TuneResult:
+             journal: Journal | None = None, settings: dict[str, Any] | None = None, time_s: float | None = None,
+             time_used_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> TuneResult:
     """Run ``agent`` on ``task`` for ``budget`` measurements and write the run's files.
 
     ``journal`` holds an interrupted attempt's records (resume); ``settings`` are saved to run.json first,
-    so that ``--resume`` can restart the same agent with the same seed.
+    so that ``--resume`` can restart the same agent with the same seed. ``time_s``: a wall-clock budget in
+    seconds counted on ``clock`` from now (the worker's start included), less ``time_used_s`` already used.
     """
-    started = time.time()
+    started, clock_start = time.time(), clock()
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_atomically(run_dir / RUN_SETTINGS, json.dumps(settings or {**agent.describe(), "task": task.id,
-                                                                       "budget": budget, "seed": seed}, indent=2))
+                                                                       "budget": budget, "time_s": time_s,
+                                                                       "seed": seed}, indent=2))
 
     def progress(session: TuningSession, record: Record) -> None:
         if tracker is not None:
@@ -103,10 +108,12 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
 
     with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir) as evaluator:
         session = TuningSession(evaluator, budget, on_record=progress, journal=journal,
-                                on_training=tracker.log_training if tracker is not None else None)
+                                on_training=tracker.log_training if tracker is not None else None,
+                                time_s=time_s, time_used_s=time_used_s, clock=clock, started=clock_start)
         if out is not None and task.backend != "replay":  # a replayed config is read back at once: nothing to show
-            evaluator.observer = TrialProgress(out, budget, lambda: session.spent)
-        agent.search(session, seed)
+            evaluator.observer = TrialProgress(out, budget, lambda: session.spent, time_left=session.time_left)
+        with contextlib.suppress(BudgetExhausted):  # asked past the end (a measurement the time left does not fit)
+            agent.search(session, seed)
     front = pareto_front(session.records)
     best = session.best
     summary = {
@@ -114,7 +121,7 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
         "space": task.space.label, "agent": agent.describe(), "seed": seed,
         "metric": task.objective.metric, "direction": task.objective.direction,
         "budget": budget, "measurements": session.spent, "trials": len(session.records),
-        "resumed_records": session.journal.resumed,
+        "resumed_records": session.journal.resumed, "time_budget_s": time_s, "stop_reason": session.stop_reason,
         "best": _record_brief(best) if best else None,
         "pareto": [_record_brief(record) for record in front],
         "records": str(run_dir / "records.jsonl"), "fingerprint": session.evaluator.fingerprint,
