@@ -118,6 +118,17 @@ def seed_value(text: str) -> int:
     return seed
 
 
+def confirmations_value(text: str) -> int:
+    """A --confirm value: a whole number of measurements from 0."""
+    try:
+        count = int(text)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number of measurements from 0 (got {text!r})")
+    return count
+
+
 def time_value(text: str) -> float:
     """A --time value in seconds: ``90s``, ``10m``, ``1.5h``, or ``600`` (a plain number is seconds)."""
     seconds = parse_duration(text)

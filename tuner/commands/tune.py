@@ -8,8 +8,18 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tuner.commands.common import budget_of, mlflow_mirror, run_name, runs_folder, seed_value, time_value
+from tuner.commands.common import (
+    budget_of,
+    confirmations_value,
+    mlflow_mirror,
+    run_name,
+    runs_folder,
+    seed_value,
+    time_value,
+)
+from tuner.evaluation.racing import CONFIRMATIONS, CONTENDERS
 from tuner.evaluation.resume import Journal, spent_budget
+from tuner.measure.early_stop import PRUNE_BELOW
 from tuner.run.lock import hold_run
 from tuner.run.tune import INPUTS, RUN_SETTINGS, changed_inputs, input_hashes
 from tuner.task import MAX_SEED, TaskSpec
@@ -43,6 +53,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       "the landscape library); 'none' or a policy saved by a run: PPO that learns on this task")
     tune.add_argument("--envs", type=int, metavar="N", help="ppo: N environments in parallel (SubprocVecEnv, one "
                       "per GPU; on a CPU they share its cores and disturb each other's timings)")
+    tune.add_argument("--confirm", type=confirmations_value, metavar="N", help="before naming the winner, measure "
+                      f"the best {CONTENDERS} configs again, in turn, until their 95%% intervals separate: at most N "
+                      f"measurements beyond the budget (default {CONFIRMATIONS}; 0: name the best measured once)")
+    tune.add_argument("--no-prune", action="store_true", help="measure every config whole: no early stop when a "
+                      "config breaks an accuracy or latency bound, or cannot reach half the best throughput so far")
     tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")
     tune.add_argument("--no-cache", action="store_true", help="measure every config anew (a cache for this run only)")
     tune.add_argument("--resume", metavar="RUN", help="continue an interrupted run (its folder name under runs/): "
@@ -70,7 +85,7 @@ def _resume_folder(args: argparse.Namespace) -> Path:
 SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "agent": (str,), "seed": (int,), "sampler": (str,), "pareto": (bool,), "storage": (str,), "study": (str,),
     "policy": (str,), "envs": (int,), "warm_start": (bool,), "budget": (int,), "no_cache": (bool,),
-    "cache_dir": (str,), "time_s": (int, float)}
+    "cache_dir": (str,), "time_s": (int, float), "confirm": (int,), "no_prune": (bool,)}
 
 
 def _check_saved_types(saved: dict[str, Any], source: Path) -> None:
@@ -80,8 +95,8 @@ def _check_saved_types(saved: dict[str, Any], source: Path) -> None:
         if value is None:
             continue
         wrong_bool = isinstance(value, bool) and bool not in kinds
-        out_of_range = name in ("seed", "budget", "envs") and isinstance(value, int) and not (
-            0 <= value <= MAX_SEED if name == "seed" else value > 0)
+        out_of_range = name in ("seed", "budget", "envs", "confirm") and isinstance(value, int) and not (
+            0 <= value <= MAX_SEED if name == "seed" else value >= 0 if name == "confirm" else value > 0)
         bad_time = name == "time_s" and isinstance(value, int | float) and not (value > 0 and math.isfinite(value))
         if not isinstance(value, kinds) or wrong_bool or out_of_range or bad_time:
             raise ConfigError("damaged run setting; start a new run", source=str(source), field=name, value=value)
@@ -178,6 +193,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
         args.budget = args.budget if args.budget is not None else saved.get("budget")
         args.time = args.time if args.time is not None else saved.get("time_s")  # the run's total, like --budget
         args.no_cache = args.no_cache or saved.get("no_cache", False)
+        args.no_prune = args.no_prune or saved.get("no_prune", False)
+        args.confirm = args.confirm if args.confirm is not None else saved.get("confirm")
         args.cache_dir = args.cache_dir or saved.get("cache_dir")
         journal = Journal(read_records(run_dir / "records.jsonl"))
     else:
@@ -212,16 +229,19 @@ def cmd_tune(args: argparse.Namespace) -> int:
           flush=True)
     if why:  # the agent was not named: say why this one (a new run's default, or an Optuna flag)
         print(f"  agent {settings['agent']}: {why}; --agent chooses another", flush=True)
+    confirm = CONFIRMATIONS if args.confirm is None else args.confirm
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     if cache_dir is None and (args.no_cache or task.backend == "replay"):
         cache_dir = run_dir / "cache"
     run_settings = {**settings, "storage": redact_url(settings["storage"]), "seed": seed, "task": task.id,
                     "task_file": str(task.source.resolve()), INPUTS: input_hashes(task),
-                    "budget": budget, "time_s": args.time, "no_cache": bool(args.no_cache),
+                    "budget": budget, "time_s": args.time, "no_cache": bool(args.no_cache), "confirm": confirm,
+                    "no_prune": bool(args.no_prune),
                     "cache_dir": str(cache_dir.resolve()) if cache_dir else None}
     tracker = mlflow_mirror(args, task, run_dir.name, {**agent.describe(), "budget": budget, "time_s": args.time,
                                                        "seed": seed})
     result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=cache_dir, tracker=tracker,
-                      journal=journal, settings=run_settings, time_s=args.time, time_used_s=time_used)
+                      journal=journal, settings=run_settings, time_s=args.time, time_used_s=time_used,
+                      prune_below=None if args.no_prune else PRUNE_BELOW, confirm=confirm)
     print(final_report(result, task))
     return 0

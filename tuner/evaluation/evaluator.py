@@ -111,10 +111,11 @@ class Evaluator:
         return stored if stored is not None and stored.get("status") in CACHEABLE else None
 
     def evaluate(self, config: Mapping[str, Any], *, fault: str | None = None,
-                 tags: dict[str, Any] | None = None) -> Record:
+                 tags: dict[str, Any] | None = None, fresh: bool = False) -> Record:
         """Measure one config (or fetch it from the cache) and append its record; raises ConfigError on bad input.
 
-        ``tags`` land in the record's ``info`` (e.g. the Optuna study and trial a distributed worker ran).
+        ``tags`` land in the record's ``info`` (e.g. the Optuna study and trial a distributed worker ran);
+        ``fresh``: measure even when the cache holds the config (confirming a winner), and cache the new result.
         """
         full = self.task.space.complete(config)
         started, clock = _now(), time.perf_counter()
@@ -123,7 +124,7 @@ class Evaluator:
         if violated:
             reply = {"status": Status.INFEASIBLE.value, "metrics": {}, "info": {},
                      "error": error_payload("ConstraintViolated", f"violates: {'; '.join(violated)}")}
-        elif self.use_cache and fault is None and (hit := self.lookup(full, key)) is not None:
+        elif self.use_cache and fault is None and not fresh and (hit := self.lookup(full, key)) is not None:
             cached = self._from_cache(hit, started)
             self.features = cached.features or self.features
             cached.features = self.features  # an entry cached before records carried features gets the task's

@@ -83,6 +83,8 @@ class TuningSession:
         self._started = clock() if started is None else started  # the caller's start: worker and model included
         self._time_used_before = time_used_s  # what an interrupted attempt used (resume)
         self.durations: list[float] = []  # seconds each measurement took (the next one's expected time)
+        self.reserve = 0  # measurements of time the search leaves for confirming the winner (racing)
+        self.confirmations = 0  # measurements made to confirm the winner (beyond the budget)
 
     @property
     def spent(self) -> int:
@@ -105,8 +107,12 @@ class TuningSession:
             return None
         return self.time_s - self._time_used_before - (self.clock() - self._started)
 
-    def time_short(self) -> str | None:
-        """Why a new measurement must not start (too little time left for one), or None."""
+    def time_short(self, held_back: int | None = None) -> str | None:
+        """Why a new measurement must not start (too little time left for one), or None.
+
+        ``held_back``: measurements whose time is kept for confirming the winner (default ``self.reserve``; the
+        search leaves them to the race, the race itself passes 0).
+        """
         left = self.time_left()
         if left is None:
             return None
@@ -116,10 +122,12 @@ class TuningSession:
         if not self.durations:  # nothing to expect yet: start one while any time is left
             return None
         expected = statistics.median(self.durations)
-        if left >= expected:
+        kept = self.reserve if held_back is None else held_back
+        if left >= expected * (1 + kept):
             return None
+        keeping = f", {kept} more kept for confirming the winner" if kept else ""
         return (f"the time budget of {budget} leaves {clock_text(left)}, less than a measurement takes here "
-                f"(median {clock_text(expected)})")
+                f"(median {clock_text(expected)}){keeping}")
 
     def check_time(self) -> bool:
         """Stop when a new measurement would not fit the time left; whether the session is exhausted (parallel PPO
@@ -187,6 +195,32 @@ class TuningSession:
             self.count_repeat()
             return
         self._admit(record, resumed=resumed)
+
+    def confirm(self, config: Mapping[str, Any], of_trial: int) -> Record | None:
+        """Measure ``config`` again, afresh, to confirm the winner (racing; beyond the budget); None when the time
+        left does not fit a measurement. The record's ``info["confirms"]`` names the trial it confirms; in a resumed
+        run, a confirmation the interrupted attempt already made comes back from its record."""
+        full = self.evaluator.task.space.complete(config)
+        resumed_before = self.journal.resumed
+        record = self.journal.take(full)
+        if record is None:
+            if self.time_short(held_back=0) is not None:
+                return None
+            started = self.clock()
+            record = self.evaluator.evaluate(full, tags={"confirms": of_trial}, fresh=True)
+            self.durations.append(self.clock() - started)
+        else:
+            self._spent_elsewhere += spent_budget(record)
+            self._add_duration(record)
+        self.confirmations += 1
+        self.last_resumed, self.last_repeated = self.journal.resumed > resumed_before, False
+        record.metrics, record.info = finite_or_null(record.metrics), finite_or_null(record.info)
+        self.records.append(record)
+        self.spent_after.append(self.spent)
+        self.best = best_record(self.records)
+        if self.on_record is not None:
+            self.on_record(self, record)
+        return record
 
     def _takes_time(self, config: Mapping[str, Any]) -> bool:
         """Whether evaluating a complete config measures it: not a constraint rejection, not a cache hit."""
@@ -271,9 +305,30 @@ def runnable_configs(space: SearchSpace, allowed: Mapping[str, list[Any]]) -> se
 
 
 def best_record(records: list[Record]) -> Record | None:
-    """The best rankable record, the first of equals (as a tuning session picks it)."""
+    """The best rankable record, the first of equals (as a tuning session picks it).
+
+    After a race (records confirming others, ``info["confirms"]``), only a raced config may be best: the one with
+    the best mean score over its measurements, shown by its latest rankable record (design §5, racing).
+    """
+    raced = {config_key(record.config) for record in records if "confirms" in (record.info or {})}
+    if raced:
+        return raced_best(records, raced)
     best = None
     for record in records:
         if rankable(record) and (best is None or record.objective > best.objective):
             best = record
     return best
+
+
+def raced_best(records: list[Record], raced: set[str]) -> Record | None:
+    """Among the raced configs with a rankable measurement, the best mean score; its latest rankable record."""
+    groups: dict[str, list[Record]] = {}
+    for record in records:
+        if config_key(record.config) in raced and record.status in ("ok", "unstable") and record.feasible:
+            groups.setdefault(config_key(record.config), []).append(record)
+    ranked = [(sum(item.objective for item in group) / len(group), [item for item in group if rankable(item)])
+              for group in groups.values()]
+    ranked = [(score, stable) for score, stable in ranked if stable]
+    if not ranked:
+        return None
+    return max(ranked, key=lambda pair: pair[0])[1][-1]

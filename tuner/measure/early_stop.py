@@ -83,8 +83,8 @@ class StopRule:
         if self.maximize_throughput and is_number(self.incumbent) and self.fraction > 0:
             ceiling = len(fastest) * tokens_per_call / sum(e2e)
             if ceiling < self.fraction * self.incumbent:
-                return (f"tokens_per_s at most {ceiling:.3g} after {_passes(passes)}, under {self.fraction:g} x "
-                        f"the best so far ({self.incumbent:.3g})")
+                return (f"tokens_per_s at most {ceiling:.4g} after {_passes(passes)}, under {self.fraction:g} x "
+                        f"the best so far ({self.incumbent:.4g})")
         return None
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from tuner.evaluation.estimates import Estimate, estimate
 from tuner.evaluation.session import rankable
-from tuner.records import Record
+from tuner.records import Record, config_key
 from tuner.results.comparison import compare_table
 from tuner.results.costs import pruning_saved, time_split
 from tuner.results.run_folder import RunFolder
@@ -38,6 +39,7 @@ def certainty_lines(best: Record, records: Sequence[Record]) -> list[str]:
         lines.append("accuracy against the reference config: top-1 agreement "
                      f"{metric_text(best, 'top1_agree', '.3f')}, KL {metric_text(best, 'kl', '.2e')}, "
                      f"task accuracy {metric_text(best, 'task_accuracy', '.3f')}")
+    lines += confirmation_lines(best, records)
     others = sorted((record for record in records if rankable(record) and record.config != best.config),
                     key=lambda record: record.objective, reverse=True)
     if others:
@@ -49,6 +51,34 @@ def certainty_lines(best: Record, records: Sequence[Record]) -> list[str]:
     unstable = sum(record.status == "unstable" for record in records)
     if unstable:
         lines.append(f"{unstable} measurements had timings that did not agree (unstable): never ranked best")
+    return lines
+
+
+def _interval(value: Estimate | None) -> str:
+    if value is None:
+        return "tokens/s interval n/a"
+    return f"{value.mean:.1f} tok/s (95% interval {value.low:.1f} to {value.high:.1f}, {value.passes} passes)"
+
+
+def confirmation_lines(best: Record, records: Sequence[Record]) -> list[str]:
+    """Whether the winner was confirmed (racing), its pooled tokens/s interval, and the nearest rival's."""
+    same = [record for record in records if record.config == best.config and record.status in ("ok", "unstable")]
+    raced = [record for record in records if "confirms" in (record.info or {})]
+    if not raced:
+        return [f"not confirmed (measured once, no race): {_interval(estimate(same))}"]
+    lines = [f"confirmed: measured {len(same)} times, {_interval(estimate(same))}"]
+    rivals = {}
+    for record in raced:
+        if record.config != best.config:
+            rivals.setdefault(config_key(record.config), [item for item in records if item.config == record.config
+                                                          and item.status in ("ok", "unstable")])
+    mine = estimate(same)
+    for group in rivals.values():
+        theirs = estimate(group)
+        verdict = ("below the winner's" if mine and theirs and mine.separates_from(theirs)
+                   else "overlapping the winner's: the two are not told apart")
+        lines.append(f"raced against trial {group[0].trial} ({config_text(_differences(group[0].config, best.config))})"
+                     f": {_interval(theirs)}, {verdict}")
     return lines
 
 
@@ -66,7 +96,9 @@ def cost_lines(run: RunFolder) -> list[str]:
         wall = sum(walls) if all(is_number(value) for value in walls) else None
     split = time_split(run.records, wall)
     parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in split.items() if seconds >= 0.5)
-    lines = [f"{run.measurements} measurements, {len(run.records)} trials ({cached} from the cache); "
+    confirming = sum("confirms" in (record.info or {}) for record in run.records)
+    raced = f", {confirming} of them confirming the winner" if confirming else ""
+    lines = [f"{run.measurements} measurements{raced}, {len(run.records)} trials ({cached} from the cache); "
              + ", ".join(f"{count} {status}" for status, count in statuses.most_common()),
              (f"wall time {wall:.0f} s" if is_number(wall) else "wall time n/a") + (f": {parts}" if parts else "")]
     saved = pruning_saved(run.records)

@@ -99,6 +99,10 @@ def trial_line(spent: int, budget: int, record: Record, best: Record | None) -> 
         best_text = f"best goodput {metric_text(best, 'goodput_rps', '.2f')} req/s (trial {best.trial})"
     else:
         best_text = f"best {metric_text(best, 'tokens_per_s', '.1f')} tok/s (trial {best.trial})"
+    confirms = record.info.get("confirms")
+    if confirms is not None:  # racing: beyond the budget, a config measured again before the winner is named
+        return (f"[confirm] trial {record.trial} confirms trial {confirms}: {config_text(record.config)} | "
+                f"{outcome_text(record)} ({cost}) | {best_text}")
     return (f"[{spent:>{width}}/{budget}] trial {record.trial}: {config_text(record.config)} | {outcome_text(record)}"
             f" ({cost}) | {best_text}")
 

@@ -62,7 +62,8 @@ def run_compare(task: TaskSpec, agents: Sequence[Callable[[], Agent]], *, budget
             agent = make()
             run_dir = out_dir / f"{agent.name}-seed{seed}"
             result = run_tune(task, agent, budget=budget, seed=seed, run_dir=run_dir, cache_dir=run_dir / "cache",
-                              out=None, plot=False, tracker=_TrialsOnly(tracker) if tracker else None, time_s=time_s)
+                              out=None, plot=False, tracker=_TrialsOnly(tracker) if tracker else None, time_s=time_s,
+                              confirm=0)  # the searches are compared, measurement for measurement: no race
             all_records.append(result.records)
             curve = best_so_far(result.records, result.spent_after, budget, metric,
                                 task.objective.direction == "maximize")

@@ -16,9 +16,11 @@ from typing import Any, TextIO
 
 from tuner.agents import Agent
 from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.racing import CONFIRMATIONS, contenders, race
 from tuner.evaluation.resume import Journal
 from tuner.evaluation.session import BudgetExhausted, TuningSession
 from tuner.export import TARGETS, ExportContext, export_to
+from tuner.measure.early_stop import PRUNE_BELOW
 from tuner.records import Record
 from tuner.results.pareto import front_metrics, pareto_front
 from tuner.results.plots import pareto_plot
@@ -31,6 +33,7 @@ from tuner.task import TaskSpec
 from tuner.tracking.base import Tracker
 from tuner.util.formatting import config_text
 
+RESERVED_FOR_RACE = 2  # measurements of a time budget the search leaves for confirming the winner
 RUN_SETTINGS = "run.json"  # what --resume needs to restart the same search
 INPUTS = "inputs"  # run.json's key for the SHA-256 of the files that define the task, which --resume compares
 FRONT_LABELS = {"tokens_per_s": "tokens/s", "latency_p95_s": "latency p95", "top1_agree": "top1_agree",
@@ -86,12 +89,16 @@ def _record_brief(record: Record) -> dict[str, Any]:
 def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: Path, cache_dir: Path | None = None,
              out: TextIO | None = sys.stdout, plot: bool = True, tracker: Tracker | None = None,
              journal: Journal | None = None, settings: dict[str, Any] | None = None, time_s: float | None = None,
-             time_used_s: float = 0.0, clock: Callable[[], float] = time.monotonic) -> TuneResult:
+             time_used_s: float = 0.0, clock: Callable[[], float] = time.monotonic,
+             prune_below: float | None = PRUNE_BELOW, confirm: int = CONFIRMATIONS) -> TuneResult:
     """Run ``agent`` on ``task`` for ``budget`` measurements and write the run's files.
 
     ``journal`` holds an interrupted attempt's records (resume); ``settings`` are saved to run.json first,
     so that ``--resume`` can restart the same agent with the same seed. ``time_s``: a wall-clock budget in
     seconds counted on ``clock`` from now (the worker's start included), less ``time_used_s`` already used.
+    ``prune_below``: early stop inside a measurement (``Evaluator``; None: every config measured whole).
+    ``confirm``: measurements, beyond the budget, that race the best configs before the winner is named (0: none;
+    a live transformers task only: a recording answers the same figures again).
     """
     started, clock_start = time.time(), clock()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -106,15 +113,18 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
             resumed = " [from the interrupted run]" if session.last_resumed else ""
             print(trial_line(session.spent, session.budget, record, session.best) + resumed, file=out, flush=True)
 
-    with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir) as evaluator:
+    racing = confirm > 0 and task.backend == "hf"
+    with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir, prune_below=prune_below) as evaluator:
         session = TuningSession(evaluator, budget, on_record=progress, journal=journal,
                                 on_training=tracker.log_training if tracker is not None else None,
                                 time_s=time_s, time_used_s=time_used_s, clock=clock, started=clock_start)
+        session.reserve = min(confirm, RESERVED_FOR_RACE) if racing else 0
         if out is not None and task.backend != "replay":  # a replayed config is read back at once: nothing to show
             evaluator.observer = TrialProgress(out, budget, lambda: session.spent, time_left=session.time_left)
         with contextlib.suppress(BudgetExhausted):  # asked past the end (a measurement the time left does not fit)
             agent.search(session, seed)
-    front = pareto_front(session.records)
+        race_summary = _race(session, confirm, out) if racing else None
+    front = pareto_front(session.records)  # a config once: its first measurement
     best = session.best
     summary = {
         "run": run_dir.name, "task": task.id, "task_file": str(task.source.resolve()),
@@ -122,6 +132,7 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
         "metric": task.objective.metric, "direction": task.objective.direction,
         "budget": budget, "measurements": session.spent, "trials": len(session.records),
         "resumed_records": session.journal.resumed, "time_budget_s": time_s, "stop_reason": session.stop_reason,
+        "confirmations": session.confirmations, "race": race_summary,
         "best": _record_brief(best) if best else None,
         "pareto": [_record_brief(record) for record in front],
         "records": str(run_dir / "records.jsonl"), "fingerprint": session.evaluator.fingerprint,
@@ -142,6 +153,26 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
         tracker.attach(reports)
         tracker.finish(summary)
     return TuneResult(run_dir, summary, session.records, session.spent_after, front, best)
+
+
+def _race(session: TuningSession, confirm: int, out: TextIO | None) -> dict[str, Any] | None:
+    """Confirm the winner: race the best configs (``evaluation.racing``); what the race did, for summary.json."""
+    objective = session.evaluator.task.objective
+    throughput = objective.metric == "tokens_per_s" and objective.direction == "maximize"
+    entrants = contenders(session.records)
+    if not entrants:
+        return None
+    if out is not None:
+        print(f"confirming the winner: measuring the best {len(entrants)} configs again, in turn, until their 95% "
+              f"intervals of tokens/s separate (at most {confirm} measurements)", file=out, flush=True)
+    outcome = race(session.records, lambda item: session.confirm(item.config, item.records[0].trial), confirm,
+                   throughput=throughput)
+    rows = [{"config": item.config, "trials": [record.trial for record in item.records], "score": item.score,
+             "tokens_per_s_ci95": [item.estimate.low, item.estimate.high] if item.estimate else None}
+            for item in outcome.contenders]
+    if out is not None:
+        print(f"race ended: {outcome.ended} ({outcome.measurements} measurements)", file=out, flush=True)
+    return {"measurements": outcome.measurements, "ended": outcome.ended, "contenders": rows}
 
 
 def _write_atomically(path: Path, text: str) -> None:

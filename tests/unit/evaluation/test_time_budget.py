@@ -13,43 +13,18 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import REPLAY
+from tests.unit.evaluation.conftest import STEP_S, FakeClock
 from tuner.agents import make_agent
 from tuner.evaluation.evaluator import Evaluator
 from tuner.evaluation.resume import Journal
 from tuner.evaluation.session import BudgetExhausted, TuningSession
-from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.records import read_records
 from tuner.run.progress import TrialProgress
 from tuner.run.tune import run_tune
 from tuner.task import load_task
 from tuner.util.durations import clock_text, parse_duration
 
-STEP_S = 60.0  # what each measurement takes on the fake clock
 CONFIGS = [{"batch_size": size, "dtype": dtype} for size in (1, 4, 16) for dtype in ("float32", "bfloat16")]
-
-
-class FakeClock:
-    """A clock that moves only when a replayed measurement is made (``STEP_S`` each)."""
-
-    def __init__(self, now: float = 0.0):
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch) -> FakeClock:
-    """The fake clock, advanced by every replayed measurement (never by a cache hit or a repeat)."""
-    fake = FakeClock()
-    request = ReplayMeasurer.request
-
-    def slow_request(self, payload, timeout_s, on_phase=None):
-        fake.now += STEP_S if payload.get("op") == "measure" else 0.0  # describing the task takes no time here
-        return request(self, payload, timeout_s, on_phase)
-
-    monkeypatch.setattr(ReplayMeasurer, "request", slow_request)
-    return fake
 
 
 def _session(evaluator: Evaluator, clock: FakeClock, time_s: float, said: list[str], **options) -> TuningSession:
