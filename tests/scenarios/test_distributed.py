@@ -104,8 +104,8 @@ def test_workers_share_a_postgres_study_and_a_dead_workers_trial_is_retried_once
     tiny_study_trials = optuna.load_study(study_name=tiny_study, storage=POSTGRES).trials
     assert [trial.state for trial in tiny_study_trials].count(TrialState.COMPLETE) == 4
     tiny_records = read_records(tmp_path / "tiny" / "records.jsonl")
-    assert len(tiny_records) == 4 and all(record.status in ("ok", "unstable", "infeasible")
-                                          for record in tiny_records)
+    assert len(tiny_records) == 4 and all(record.status in ("ok", "unstable", "pruned", "infeasible")
+                                          for record in tiny_records)  # a worker on a shared study runs no race
     assert all(record.info["optuna_study"] == tiny_study for record in tiny_records)
 
 

@@ -83,9 +83,10 @@ def test_tiny_model_run_killed_after_three_trials_resumes_with_every_trial_once(
     records = read_records(records_path)
     assert [record.trial for record in records] == list(range(len(records)))  # every trial once, in order
     assert records[:len(before)] == before  # nothing finished was lost or re-measured
-    measured = [record for record in records if not record.cached]
+    # the race at the end measures its contenders again on purpose; the search never does after a servable outcome
+    measured = [record for record in records if not record.cached and "confirms" not in record.info]
     for position, record in enumerate(measured):  # measured again only after an outcome the cache may not serve
         again = [later for later in measured[position + 1:] if later.config == record.config]
         assert not again or record.status not in ("ok", "infeasible"), record.config
     summary = json.loads((tmp_path / "tiny" / "summary.json").read_text())
-    assert summary["trials"] == len(records) and summary["measurements"] == 6
+    assert summary["trials"] == len(records) and summary["measurements"] == 6 + summary["confirmations"]

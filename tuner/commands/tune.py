@@ -55,7 +55,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                       "per GPU; on a CPU they share its cores and disturb each other's timings)")
     tune.add_argument("--confirm", type=confirmations_value, metavar="N", help="before naming the winner, measure "
                       f"the best {CONTENDERS} configs again, in turn, until their 95%% intervals separate: at most N "
-                      f"measurements beyond the budget (default {CONFIRMATIONS}; 0: name the best measured once)")
+                      f"measurements beyond the budget (default {CONFIRMATIONS}; 0 for a worker joining a shared "
+                      "--study; 0: name the best measured once)")
     tune.add_argument("--no-prune", action="store_true", help="measure every config whole: no early stop when a "
                       "config breaks an accuracy or latency bound, or cannot reach half the best throughput so far")
     tune.add_argument("--run", help="run name (default: tune-<agent>-<task>-<time>)")
@@ -229,7 +230,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
           flush=True)
     if why:  # the agent was not named: say why this one (a new run's default, or an Optuna flag)
         print(f"  agent {settings['agent']}: {why}; --agent chooses another", flush=True)
-    confirm = CONFIRMATIONS if args.confirm is None else args.confirm
+    # A worker joining a shared study does not race on its own: every worker would re-measure the same contenders.
+    confirm = args.confirm if args.confirm is not None else 0 if settings["study"] else CONFIRMATIONS
     cache_dir = Path(args.cache_dir) if args.cache_dir else None
     if cache_dir is None and (args.no_cache or task.backend == "replay"):
         cache_dir = run_dir / "cache"

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pytest
+
 from tests.helpers import REPLAY
 from tests.unit.evaluation.conftest import FakeClock
 from tuner.evaluation.estimates import estimate, pass_throughputs
 from tuner.evaluation.evaluator import Evaluator
 from tuner.evaluation.racing import contenders, race
-from tuner.evaluation.session import TuningSession, best_record
+from tuner.evaluation.session import BudgetExhausted, TuningSession, best_record
 from tuner.records import Record
 from tuner.task import load_task
 
@@ -90,12 +92,12 @@ def test_the_search_keeps_time_for_the_race_and_the_race_stops_when_it_is_spent(
     with Evaluator(task, tmp_path / "run") as evaluator:
         session = TuningSession(evaluator, 16, time_s=300, clock=clock, on_stop=said.append)
         session.reserve = 2  # 60 s per measurement: the search stops once less than 3 x 60 s is left
-        configs = [{"batch_size": size, "dtype": "float32"} for size in (1, 4, 8, 16)]
-        for config in configs:
-            if session.exhausted:
-                break
-            session.evaluate(config)
-        assert session.spent == 3 and "2 more kept for confirming the winner" in said[0]
+        for size in (1, 4, 8):
+            session.evaluate({"batch_size": size, "dtype": "float32"})
+        with pytest.raises(BudgetExhausted):  # 120 s left: the search stops, keeping the time for the race
+            session.evaluate({"batch_size": 16, "dtype": "float32"})
+        assert session.spent == 3
+        assert "leaves 2m00s, less than a measurement takes here (median 1m00s), 2 more kept for confirming" in said[0]
         first = session.records[0]
         again = [session.confirm(first.config, first.trial) for _ in range(3)]
         assert [record is not None for record in again] == [True, True, False]  # 120 s left: two more, no third

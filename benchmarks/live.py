@@ -1,0 +1,165 @@
+"""Benchmark: the main job, live. The default agent, Optuna and random search under a wall-clock budget.
+
+Each run is `infertune tune TASK [--agent A] --time T --seed S` as a user types it, on the machine at hand, with
+a cache of its own (nothing is answered from another run's measurements). Its figure is the tokens/s of the
+config it names, over the best known tokens/s for the task on this machine: the best rankable config of the
+recorded landscape (`infertune record benchmarks/landscapes/smollm2-cpu-key.yaml`, the knobs that matter) or of
+any run here, whichever is higher. Runs are resumable: a finished one is read back, not run again, so a long
+grid is run in chunks (`--times 5 --seeds 0` first).
+
+    python benchmarks/live.py [--agents default,optuna,random] [--times 5,10,20] [--seeds 0,1,2]
+
+Prints a table (mean, min and max of the ratio over seeds, wall time) and saves benchmarks/results/live.json and
+live.png (each run's best found so far over best known, against wall-clock minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from tuner.evaluation.session import rankable
+from tuner.measure.fingerprint import cpu_model
+from tuner.objective import score_row
+from tuner.records import Record, read_records
+from tuner.task import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+LANDSCAPE = ROOT / "benchmarks" / "landscapes" / "smollm2-cpu-key.jsonl"
+
+
+def _best_in_landscape(task_file: Path, landscape: Path) -> tuple[float | None, dict | None]:
+    """(tokens/s, config) of the best config of a recorded landscape that meets every bound, stably."""
+    objective = load_task(task_file).objective
+    best: tuple[float | None, dict | None] = (None, None)
+    for row in (json.loads(line) for line in landscape.read_text().splitlines() if line.strip()):
+        _, feasible = score_row(objective, row)
+        value = (row.get("metrics") or {}).get("tokens_per_s")
+        if row["status"] == "ok" and feasible and value is not None and (best[0] is None or value > best[0]):
+            best = (value, row["config"])
+    return best
+
+
+def _curve(records: list[Record], started: datetime) -> list[tuple[float, float]]:
+    """(minutes since the run started, best rankable tokens/s so far) after each record."""
+    points, best = [], 0.0
+    for record in records:
+        ended = datetime.fromisoformat(record.started_at.replace("Z", "+00:00")).timestamp() + record.duration_s
+        if rankable(record):
+            best = max(best, record.metrics["tokens_per_s"])
+        points.append(((ended - started.timestamp()) / 60, best))
+    return points
+
+
+def run_one(task: Path, agent: str, minutes: float, seed: int, runs: Path, out: Path) -> dict:
+    """One tune run (or its saved result): what it named, how long it took, where its time went."""
+    name = f"live-{agent}-{minutes:g}m-seed{seed}"
+    saved = out / "runs" / f"{name}.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
+    command = [sys.executable, "-m", "tuner.cli", "--runs-dir", str(runs), "tune", str(task), "--time",
+               f"{minutes:g}m", "--seed", str(seed), "--no-mlflow", "--no-cache", "--run", name]
+    if agent != "default":
+        command += ["--agent", agent]
+    print(f"{name}: {' '.join(command[2:])}", flush=True)
+    started, clock = datetime.now().astimezone(), time.monotonic()
+    with open(out / "runs" / f"{name}.log", "w") as log:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    wall = time.monotonic() - clock
+    if done.returncode != 0:
+        raise SystemExit(f"{name} failed (exit {done.returncode}); see {out / 'runs' / f'{name}.log'}")
+    summary = json.loads((runs / name / "summary.json").read_text())
+    records = read_records(runs / name / "records.jsonl")
+    best = summary.get("best") or {}
+    result = {"run": name, "agent": agent, "agent_ran": summary["agent"].get("name"), "minutes": minutes, "seed": seed,
+              "wall_s": wall, "measurements": summary["measurements"], "confirmations": summary.get("confirmations"),
+              "pruned": sum(record.status == "pruned" for record in records),
+              "unstable": sum(record.status == "unstable" for record in records),
+              "best_tokens_per_s": (best.get("metrics") or {}).get("tokens_per_s"), "best_config": best.get("config"),
+              "curve": _curve(records, started)}
+    saved.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", type=Path, default=ROOT / "envs" / "smollm2-cpu.yaml")
+    parser.add_argument("--landscape", type=Path, default=LANDSCAPE, help="the best-known landscape on this machine")
+    parser.add_argument("--agents", default="default,optuna,random")
+    parser.add_argument("--times", default="5,10,20", help="minutes, comma-separated")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "live")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+    (args.out / "runs").mkdir(parents=True, exist_ok=True)
+    results = [run_one(args.task, agent, float(minutes), int(seed), args.runs_dir, args.out)
+               for minutes in args.times.split(",") for seed in args.seeds.split(",")
+               for agent in args.agents.split(",")]
+    known, config = _best_in_landscape(args.task, args.landscape) if args.landscape.is_file() else (None, None)
+    found = [row["best_tokens_per_s"] for row in results if row["best_tokens_per_s"] is not None]
+    best_known = max([value for value in [known, *found] if value is not None], default=None)
+    source = "landscape" if known is not None and known == best_known else "a run here"
+    print(f"\nbest known on {cpu_model()}: {best_known} tok/s ({source}; landscape best {known}, {config})")
+    print(f"{'agent':<10} {'time':>5} {'seeds':>5} {'ratio mean':>10} {'min':>6} {'max':>6} {'wall s':>7} "
+          f"{'measured':>8} {'pruned':>6}")
+    table = []
+    for minutes in sorted({row["minutes"] for row in results}):
+        for agent in args.agents.split(","):
+            rows = [row for row in results if row["agent"] == agent and row["minutes"] == minutes]
+            ratios = [(row["best_tokens_per_s"] or 0.0) / best_known for row in rows] if best_known else []
+            if not rows or not ratios:
+                continue
+            entry = {"agent": agent, "minutes": minutes, "seeds": len(rows), "ratio_mean": sum(ratios) / len(ratios),
+                     "ratio_min": min(ratios), "ratio_max": max(ratios),
+                     "wall_s_mean": sum(row["wall_s"] for row in rows) / len(rows),
+                     "measurements_mean": sum(row["measurements"] for row in rows) / len(rows),
+                     "pruned_mean": sum(row["pruned"] for row in rows) / len(rows)}
+            table.append(entry)
+            print(f"{agent:<10} {minutes:>4g}m {len(rows):>5} {entry['ratio_mean']:>10.3f} {entry['ratio_min']:>6.3f} "
+                  f"{entry['ratio_max']:>6.3f} {entry['wall_s_mean']:>7.0f} {entry['measurements_mean']:>8.1f} "
+                  f"{entry['pruned_mean']:>6.1f}")
+    report = {"machine": cpu_model(), "task": str(args.task.relative_to(ROOT)), "best_known_tokens_per_s": best_known,
+              "best_known_source": source, "landscape_best": {"tokens_per_s": known, "config": config},
+              "table": table, "runs": results}
+    (args.out / "live.json").write_text(json.dumps(report, indent=2))
+    if best_known:
+        _plot(results, best_known, args.out / "live.png", f"{report['task']} on {cpu_model()}")
+    print(f"saved {args.out / 'live.json'} and live.png")
+
+
+def _plot(results: list[dict], best_known: float, path: Path, title: str) -> None:
+    """Each run's best found so far over best known, against wall-clock minutes; a dot where it named its winner."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colors: dict[str, str] = {}
+    labeled: set[str] = set()
+    figure, axis = plt.subplots(figsize=(8, 4.5))
+    for row in results:
+        color = colors.setdefault(row["agent"], f"C{len(colors)}")
+        minutes = [0.0] + [point[0] for point in row["curve"]]
+        ratios = [0.0] + [point[1] / best_known for point in row["curve"]]
+        axis.step(minutes, ratios, where="post", color=color, alpha=0.6,
+                  label=None if row["agent"] in labeled else row["agent"])
+        labeled.add(row["agent"])
+        axis.plot([row["wall_s"] / 60], [(row["best_tokens_per_s"] or 0.0) / best_known], "o", color=color)
+    axis.axhline(0.95, color="grey", linestyle="--", linewidth=1, label="0.95 of best known")
+    axis.set_xlabel("wall-clock minutes (dots: the config each run named, at its end)")
+    axis.set_ylabel("best tokens/s found / best known")
+    axis.set_ylim(0, 1.05)
+    axis.set_title(title, fontsize=10)
+    axis.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    main()
