@@ -25,12 +25,14 @@ PER_VALUE = 3  # tried share, failed share, best score with this value relative 
 
 
 def keeps_score(record: Record) -> bool:
-    """Whether the history keeps a live record's score: rankable, or pruned as too slow inside every bound.
+    """Whether the history keeps a live record's score: rankable, or unstable or pruned inside every bound.
 
-    A config pruned for speed has a real, low score (from its first passes); in the landscapes the policy was
-    trained on, such a config is a rankable slow one, not a failure.
+    An unstable config's score is a noisy estimate, and a config pruned for speed has a real, low one (from its
+    first passes): both still inform the search (in the landscapes the policy was trained on, such configs are
+    rankable ones), while a config out of bounds or failed counts as a failure.
     """
-    return rankable(record) or (record.status == "pruned" and record.feasible and math.isfinite(record.objective))
+    return rankable(record) or (record.status in ("unstable", "pruned") and record.feasible
+                                and math.isfinite(record.objective))
 
 
 class SessionHistory:

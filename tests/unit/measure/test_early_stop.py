@@ -77,6 +77,7 @@ def test_a_pruned_record_is_never_best_and_its_savings_are_reported():
     assert best_record(records).trial == 0
     # the policy's history keeps a slow config's low score, as its training landscapes hold one; not a failure's
     assert keeps_score(records[2]) and not keeps_score(dataclasses.replace(records[2], feasible=False))
+    assert keeps_score(dataclasses.replace(records[0], status="unstable"))  # a noisy score still informs
     assert pruning_saved(records) == {"pruned": 2, "at_accuracy": 1, "spent_s": 35.0, "whole_median_s": 70.0,
                                       "saved_s": 60.0 + 45.0}
     assert pruning_saved(records[:1]) is None
