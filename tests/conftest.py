@@ -15,6 +15,9 @@ from tuner.task import TaskSpec, load_task
 
 # Converted SmolLM2 weights are shared by every test (the GGUF conversion takes ~20 s once).
 os.environ.setdefault("INFERTUNE_MODELS_DIR", str(ROOT / "runs" / "models"))
+# Tests share two cores with each other: a run that waited for a quiet machine and measured again would only be
+# slower here (tests/unit/evaluation/test_contention.py sets its own rule to test that path).
+os.environ.setdefault("INFERTUNE_MAX_FOREIGN_CPU", "none")
 # Every process a test starts inherits this mark, so a leftover-process check counts only this pytest process's
 # own (an xdist worker beside it runs servers of its own). Assigned, not defaulted: each worker marks its own.
 os.environ[TEST_OWNER_VARIABLE] = str(os.getpid())

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from tuner.measure.backends.model_store import models_dir
 from tuner.measure.backends.replay import ReplayMeasurer
 from tuner.measure.cache import MEASUREMENT_VERSION, MeasurementCache, cache_key
-from tuner.measure.contention import ForeignLoad
+from tuner.measure.contention import ForeignLoad, QuietRule
 from tuner.measure.early_stop import StopRule
 from tuner.measure.faults import after_record
 from tuner.measure.fingerprint import resolve_device
@@ -25,6 +25,7 @@ from tuner.task import TaskSpec
 from tuner.util.numbers import is_number
 
 CACHEABLE = {status.value for status in Status if status.cacheable}
+SCORED = {status.value for status in Status if status.scored}  # figures a disturbance could have bent
 
 
 class MeasurementObserver(Protocol):
@@ -46,13 +47,17 @@ class Evaluator:
 
     def __init__(self, task: TaskSpec, run_dir: Path, *, agent: str = "measure", use_cache: bool = True,
                  cache_dir: Path | None = None, echo_worker: bool = False, worker_env: dict[str, str] | None = None,
-                 observer: MeasurementObserver | None = None, prune_below: float | None = None):
+                 observer: MeasurementObserver | None = None, prune_below: float | None = None,
+                 quiet: QuietRule | None = None):
         """``prune_below``: stop a measurement early (status ``pruned``) when it breaks an accuracy or latency bound,
         or when after a pass it cannot reach this fraction of the run's best throughput (0: bounds only; a search
         passes ``early_stop.PRUNE_BELOW``); None: never stop early, every config is measured whole (``measure``,
-        ``record``: figures asked for, not a race)."""
+        ``record``: figures asked for, not a race). ``quiet``: measure a config again, once the machine is quiet,
+        when other processes disturbed its measurement (the disturbed figures stay in the record's
+        ``info.disturbed_attempts``; ``record`` has its own, stricter loop)."""
         self.task = task
         self.prune_below = prune_below
+        self.quiet = quiet
         self.observer = observer  # told when a measurement starts, each phase it enters, and when it ends
         self.run_dir = Path(run_dir)
         self.agent = agent
@@ -144,7 +149,7 @@ class Evaluator:
                         fingerprint=self.fingerprint, started_at=started,
                         duration_s=time.perf_counter() - clock, info=reply.get("info", {}),
                         features=self.features)
-        if status.cacheable and not violated and fault is None:
+        if status.cacheable and not violated and fault is None and not record.info.get("disturbed"):
             self.cache.put(key, record.to_dict())
         record.info = {**record.info, **(tags or {})}  # after caching: tags belong to this run, not the config
         return self._write(record)
@@ -169,6 +174,20 @@ class Evaluator:
         """A live measurement; a worker's reply also says how many CPU cores other processes used meanwhile."""
         if not isinstance(self.measurer, WorkerClient):  # a server and its load generator are not one group
             return self._measure(payload, config)
+        reply = self._measure_once_watched(payload, config)
+        disturbed: list[dict[str, Any]] = []
+        while (self.quiet is not None and self.quiet.disturbed(reply["info"]["foreign_cpu_cores"])
+               and reply["status"] in SCORED and len(disturbed) < self.quiet.retries):
+            # The noise is the machine's, not the config's: keep what was measured, wait for quiet, measure again.
+            disturbed.append({key: reply.get(key) for key in ("status", "metrics", "info")})
+            self.quiet.wait_for_quiet(self.measuring_groups)
+            reply = self._measure_once_watched(payload, config)
+        if disturbed:
+            reply["info"]["disturbed_attempts"] = disturbed
+            reply["info"]["disturbed"] = self.quiet.disturbed(reply["info"]["foreign_cpu_cores"])
+        return reply
+
+    def _measure_once_watched(self, payload: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
         load = ForeignLoad(self.measuring_groups).start()
         reply = self._measure(payload, config)
         foreign = load.stop()

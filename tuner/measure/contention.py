@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from tuner.util.errors import ConfigError
 
 PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -88,3 +92,50 @@ def foreign_cores_now(seconds: float, own_groups: Callable[[], Iterable[int]] = 
     load = ForeignLoad(own_groups).start()
     time.sleep(seconds)
     return load.stop()
+
+
+QUIET_WAIT_S = 60.0  # the longest ``tune`` waits for a quiet machine before measuring a disturbed config again
+QUIET_SAMPLE_S = 5.0
+FOREIGN_LIMIT_VARIABLE = "INFERTUNE_MAX_FOREIGN_CPU"  # cores, or "none" (a machine known to be shared, e.g. CI)
+
+
+@dataclass(frozen=True)
+class QuietRule:
+    """When a measurement is disturbed (other processes used more than ``max_foreign_cores`` meanwhile), and how
+    often it is measured again, each time after waiting up to ``wait_s`` for the machine to be quiet."""
+
+    max_foreign_cores: float = QUIET_CORES
+    retries: int = 1
+    wait_s: float = QUIET_WAIT_S
+
+    @classmethod
+    def from_environment(cls) -> QuietRule | None:
+        """The default rule, its limit from $INFERTUNE_MAX_FOREIGN_CPU ('none': never measure again); a one-line
+        error for a value that is neither."""
+        text = os.environ.get(FOREIGN_LIMIT_VARIABLE, "").strip()
+        if not text:
+            return cls()
+        if text == "none":
+            return None
+        try:
+            cores = float(text)
+        except ValueError:
+            cores = math.nan
+        if not cores >= 0 or math.isinf(cores):
+            raise ConfigError("must be a number of CPU cores from 0, or 'none'", field=FOREIGN_LIMIT_VARIABLE,
+                              value=text)
+        return cls(max_foreign_cores=cores)
+
+    def disturbed(self, foreign: float | None) -> bool:
+        """Whether a measurement during which others used ``foreign`` cores is not its config's own."""
+        return foreign is not None and foreign > self.max_foreign_cores
+
+    def wait_for_quiet(self, own_groups: Callable[[], Iterable[int]] = tuple) -> float | None:
+        """Sleep until other processes use at most the limit over a few seconds, or ``wait_s`` passes; their use."""
+        deadline = time.monotonic() + self.wait_s
+        foreign = None
+        while time.monotonic() < deadline:
+            foreign = foreign_cores_now(min(QUIET_SAMPLE_S, self.wait_s), own_groups)
+            if not self.disturbed(foreign):
+                break
+        return foreign

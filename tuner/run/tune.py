@@ -20,6 +20,7 @@ from tuner.evaluation.racing import CONFIRMATIONS, contenders, race
 from tuner.evaluation.resume import Journal
 from tuner.evaluation.session import BudgetExhausted, TuningSession
 from tuner.export import TARGETS, ExportContext, export_to
+from tuner.measure.contention import QuietRule
 from tuner.measure.early_stop import PRUNE_BELOW
 from tuner.records import Record
 from tuner.results.pareto import front_metrics, pareto_front
@@ -114,7 +115,8 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
             print(trial_line(session.spent, session.budget, record, session.best) + resumed, file=out, flush=True)
 
     racing = confirm > 0 and task.backend == "hf"
-    with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir, prune_below=prune_below) as evaluator:
+    with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir, prune_below=prune_below,
+                   quiet=QuietRule.from_environment()) as evaluator:
         session = TuningSession(evaluator, budget, on_record=progress, journal=journal,
                                 on_training=tracker.log_training if tracker is not None else None,
                                 time_s=time_s, time_used_s=time_used_s, clock=clock, started=clock_start)
