@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 import zlib
 from collections.abc import Sequence
 from typing import Any
@@ -28,11 +27,10 @@ from tuner.agents.optuna_storage import (
     ask_seed,
     fail_and_retry,
     fail_silent_trials,
-    heartbeat_storage,
-    schema_lock,
+    open_study,
     study_room,
 )
-from tuner.evaluation.session import TuningSession
+from tuner.evaluation.session import BudgetExhausted, TuningSession
 from tuner.library.landscape import Landscape
 from tuner.library.warm_start import warm_start_configs
 from tuner.objective import ObjectiveSpec, violation_size
@@ -163,19 +161,12 @@ class OptunaAgent(Agent):
         url = self.storage or f"sqlite:///{(runs_dir / 'optuna.db').resolve()}"
         self.study_name = self.study_name or session.evaluator.run_dir.name
         directions = [direction for _, direction, _ in PARETO_METRICS] if self.pareto else ["maximize"]
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        # Heartbeats are recorded by our own thread around each measurement (ask/tell has none of its own).
-        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
         try:
-            # Workers started together on a new database: the first creates the schema and the study, the rest join.
-            with schema_lock(url):
-                storage = self._rdb = heartbeat_storage(url, self.heartbeat_s, GRACE_HEARTBEATS * self.heartbeat_s)
-                return optuna.create_study(storage=storage, study_name=self.study_name,
-                                           directions=directions, sampler=self._sampler(seed, session.budget),
-                                           load_if_exists=True)
+            study, self._rdb = open_study(url, self.study_name, directions, self._sampler(seed, session.budget),
+                                          self.heartbeat_s)
+            return study
         except Exception as error:  # a bad URL, a missing driver, or the driver's own (unreachable, credentials)
-            raise UserError(f"cannot open the study: {_first_line(error)}", field="--storage",
+            raise UserError(f"cannot open the study: {first_line(error)}", field="--storage",
                             value=redact_url(url)) from None
 
     def _sampler(self, seed: int, budget: int) -> optuna.samplers.BaseSampler:
@@ -230,8 +221,12 @@ class OptunaAgent(Agent):
             with Heartbeat(self._rdb, trial._trial_id):
                 if self.shared:
                     self._wait_for_twins(study, trial)
-                record = session.evaluate(encoding.config(trial.params),
-                                          tags={"optuna_study": self.study_name, "optuna_trial": trial.number})
+                try:
+                    record = session.evaluate(encoding.config(trial.params),
+                                              tags={"optuna_study": self.study_name, "optuna_trial": trial.number})
+                except BudgetExhausted:  # the time left did not fit it: nothing ran, the trial is not left running
+                    study.tell(trial, state=TrialState.FAIL)
+                    return
             self._tell(study, trial, record)
 
     def _enqueue_warm_start(self, study: optuna.Study, session: TuningSession,
@@ -314,5 +309,6 @@ def _figure(value: Any, missing: float) -> float:
     return missing
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message (its type when it has none)."""
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -166,3 +166,18 @@ def study_room(study: optuna.Study, budget: int) -> tuple[int, int, int]:
     for trial in study.get_trials(deepcopy=False, states=tuple(counts)):
         counts[trial.state] += 1
     return counts[TrialState.COMPLETE], counts[TrialState.RUNNING], counts[TrialState.WAITING]
+
+
+def open_study(url: str, study_name: str, directions: list[str], sampler: optuna.samplers.BaseSampler | None,
+               heartbeat_s: int) -> tuple[optuna.Study, RDBStorage]:
+    """Create or join ``study_name`` at ``url`` (heartbeats on; the schema created once among workers started
+    together); the study and its database storage. Raises what the driver raises for a bad URL or database."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Heartbeats are recorded by our own thread around each measurement (ask/tell has none of its own).
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeat API
+    with schema_lock(url):
+        storage = heartbeat_storage(url, heartbeat_s, GRACE_HEARTBEATS * heartbeat_s)
+        study = optuna.create_study(storage=storage, study_name=study_name, directions=directions, sampler=sampler,
+                                    load_if_exists=True)
+    return study, storage

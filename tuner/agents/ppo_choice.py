@@ -14,6 +14,7 @@ from tuner.agents.pretrained_ppo import PretrainedPPOAgent
 from tuner.library.landscape import KNOBS
 from tuner.space import SearchSpace
 from tuner.util.errors import UserError
+from tuner.util.redact import redact_url
 
 
 def _check_policy_file(policy: str) -> None:
@@ -27,9 +28,11 @@ def _check_policy_file(policy: str) -> None:
 
 
 def make_ppo_agent(policy: str | None = None, save_to: str | None = None, n_envs: int | None = None,
-                   space: SearchSpace | None = None) -> Agent:
+                   space: SearchSpace | None = None, storage: str | None = None, study_name: str | None = None,
+                   heartbeat_s: int | None = None) -> Agent:
     """The pretrained policy (the shipped default, or ``policy`` when it is a pretrained one) acts; ``policy``
-    "none", or a policy saved by an earlier run, gives PPO that learns on the task itself."""
+    "none", or a policy saved by an earlier run, gives PPO that learns on the task itself. ``storage`` and
+    ``study_name``: the pretrained policy proposes from a history shared with other workers."""
     if policy not in (None, "none"):
         _check_policy_file(policy)
     learning = policy == "none" or (policy is not None and not is_pretrained(policy))
@@ -47,7 +50,11 @@ def make_ppo_agent(policy: str | None = None, save_to: str | None = None, n_envs
         if n_envs not in (None, 1):
             raise UserError("parallel environments are for PPO that learns on the task: add --policy none",
                             field="--envs", value=n_envs)
-        return PretrainedPPOAgent(policy or DEFAULT_POLICY)
+        return PretrainedPPOAgent(policy or DEFAULT_POLICY, storage=storage, study_name=study_name,
+                                  heartbeat_s=heartbeat_s)
+    if storage is not None:
+        raise UserError("a shared history is for the pretrained policy (or --agent optuna); PPO that learns on the "
+                        "task keeps its own", field="--storage", value=redact_url(storage))
     return PPOAgent(**{key: value for key, value in (("policy", None if policy == "none" else policy),
                                                        ("save_to", save_to), ("n_envs", n_envs))
                        if value is not None})

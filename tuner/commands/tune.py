@@ -43,10 +43,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--seed", type=seed_value, help="random seed (default: the task's)")
     tune.add_argument("--sampler", help="optuna sampler: tpe (default), gp, nsga2, cmaes, random")
     tune.add_argument("--pareto", action="store_true", help="optuna: multi-objective (tokens/s, top1, memory)")
-    tune.add_argument("--storage", help="optuna storage URL (default: sqlite under runs/)")
-    tune.add_argument("--study", help="optuna study name to create or join (default: the run name)")
-    tune.add_argument("--heartbeat", type=int, metavar="SECONDS", help="optuna: heartbeat interval of a running "
-                      "trial (default 5); a trial silent for 4 intervals is failed and retried once")
+    tune.add_argument("--storage", help="study storage URL, e.g. postgresql://... (default: sqlite under runs/): "
+                      "optuna's study, or the pretrained policy's history shared by every worker")
+    tune.add_argument("--study", help="study name to create or join (default: the run name); workers on one study "
+                      "share its history and budget and never measure the same config")
+    tune.add_argument("--heartbeat", type=int, metavar="SECONDS", help="a shared study: heartbeat interval of a "
+                      "running trial (default 5); a trial silent for 4 intervals is failed and retried once")
     tune.add_argument("--warm-start", action="store_true", help="optuna: first try the best configs of the "
                       "library's landscapes most like this task (envs/recordings/library)")
     tune.add_argument("--policy", help="ppo: the policy that proposes (default: policies/default.zip, pretrained on "
@@ -157,8 +159,8 @@ def _warm_start_library(task_id: str) -> list:
     return [landscape for landscape in load_library() if landscape.name != task_id]
 
 
-OPTUNA_FLAGS = (("sampler", "--sampler"), ("pareto", "--pareto"), ("storage", "--storage"), ("study", "--study"),
-                ("heartbeat", "--heartbeat"), ("warm_start", "--warm-start"))
+# Flags only Optuna reads (--storage, --study and --heartbeat serve the pretrained policy's shared history too).
+OPTUNA_FLAGS = (("sampler", "--sampler"), ("pareto", "--pareto"), ("warm_start", "--warm-start"))
 
 
 def _chosen_agent(args: argparse.Namespace, task: TaskSpec) -> tuple[str, str | None]:
