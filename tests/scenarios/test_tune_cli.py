@@ -117,7 +117,7 @@ def _first_reaching(records_file: Path, inside: Callable[[dict], bool], target: 
     return None
 
 
-@pytest.mark.parametrize("extra,agent,why", [((), "ppo", "the default: the shipped policy"),
+@pytest.mark.parametrize("extra,agent,why", [((), "coordinate", "the default: coordinate search"),
                                               (("--sampler", "gp"), "optuna", "--sampler given")])
 def test_tune_without_agent_runs_the_default_and_says_why(tmp_path, extra, agent, why):
     result = infertune("tune", str(REPLAY), *extra, "--budget", "3", "--run", "d", "--no-mlflow", runs=tmp_path)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tuner.agents.base import Agent
-from tuner.agents.policy_file import DEFAULT_POLICY, is_pretrained, unknown_knobs
+from tuner.agents.policy_file import unknown_knobs
 from tuner.space import SearchSpace
 from tuner.util.errors import UserError
 
@@ -33,6 +33,7 @@ class AgentSpec:
 
 REGISTRY: dict[str, AgentSpec] = {spec.name: spec for spec in (
     AgentSpec("random", "tuner.agents.random_search:RandomAgent"),
+    AgentSpec("coordinate", "tuner.agents.coordinate_search:CoordinateAgent"),
     AgentSpec("optuna", "tuner.agents.optuna_search:OptunaAgent",
               ("sampler", "pareto", "storage", "study_name", "heartbeat_s", "warm_start")),
     AgentSpec("ppo", "tuner.agents.ppo_choice:make_ppo_agent",
@@ -42,16 +43,17 @@ AGENT_NAMES = tuple(REGISTRY)
 
 
 def default_agent(space: SearchSpace) -> tuple[str, str]:
-    """The agent ``tune`` runs when none is named, and why: the one benchmarks/transfer.py ranks first where it applies.
+    """The agent ``tune`` runs when none is named, and why: the one the benchmarks rank first where it was measured.
 
-    That is the shipped pretrained policy (``ppo``) on a space whose every knob it learned; Optuna otherwise.
+    On the static-batch knobs the landscape library records, that is coordinate search from the default config
+    (benchmarks/searchers.py: best found / optimum over the library at budgets 8 to 16, ahead of the pretrained
+    policy, with no features and no training to transfer); on other knobs (serving), Optuna.
     """
-    if not is_pretrained(DEFAULT_POLICY):
-        return "optuna", "this checkout ships no pretrained policy"
     unknown = unknown_knobs(space.names)
     if unknown:
-        return "optuna", f"the shipped policy never learned the knobs {', '.join(unknown)}"
-    return "ppo", "the shipped policy, pretrained on the landscape library, knows every knob of this space"
+        return "optuna", f"no benchmark ranks the agents on the knobs {', '.join(unknown)}"
+    return "coordinate", ("coordinate search from the default config ranks first on the landscape library at "
+                          "budgets 8-16 (benchmarks/searchers.py)")
 
 
 def make_agent(name: str, **options: Any) -> Agent:

@@ -34,8 +34,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     """The ``tune`` subcommand's arguments, bound to its handler."""
     tune = commands.add_parser("tune", help="search for the best config with one agent and one budget")
     tune.add_argument("env", help="task spec, e.g. envs/smollm2-cpu.yaml")
-    tune.add_argument("--agent", help="ppo, optuna or random (default: ppo, the pretrained policy, where it knows "
-                      "every knob of the task's space; optuna otherwise, or when an Optuna flag is given)")
+    tune.add_argument("--agent", help="coordinate, ppo, optuna or random (default: coordinate search from the "
+                      "default config on the static-batch knobs, where benchmarks/searchers.py ranks it first; optuna "
+                      "on other knobs, or when an Optuna flag is given)")
     tune.add_argument("--budget", type=int, help="measurements to spend (cached results are free; default: the task's)")
     tune.add_argument("--time", type=time_value, metavar="DURATION", help="wall-clock budget from the start, "
                       "e.g. 90s, 10m, 1.5h, 600 (seconds): no measurement starts that the time left does not fit; "

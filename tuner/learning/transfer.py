@@ -47,8 +47,11 @@ def replay_task(landscape: Landscape, folder: Path) -> TaskSpec:
     constraints = [constraint.text for constraint in hf_space().constraints]
     knobs = {}
     for name in KNOBS:
-        kind = hf_space().knob(name).type
-        knobs[name] = {"type": kind, "choices": landscape.values[name], "default": landscape.values[name][0]}
+        knob = hf_space().knob(name)
+        # the space's own default where the landscape holds it: the config a user starts from, and the coordinate
+        # agent's first measurement (the other agents never read a default)
+        default = knob.default if knob.default in landscape.values[name] else landscape.values[name][0]
+        knobs[name] = {"type": knob.type, "choices": landscape.values[name], "default": default}
     space = folder / f"{landscape.name}-space.yaml"
     space.write_text(yaml.safe_dump({"id": f"{landscape.name}-space", "version": 1, "knobs": knobs,
                                      "constraints": constraints}, sort_keys=False))

@@ -34,7 +34,7 @@ from tuner.task import TaskSpec
 from tuner.tracking.base import Tracker
 from tuner.util.formatting import config_text
 
-RESERVED_FOR_RACE = 2  # measurements of a time budget the search leaves for confirming the winner
+RESERVED_FOR_RACE = 1  # measurements of a time budget the search leaves for confirming the winner
 RUN_SETTINGS = "run.json"  # what --resume needs to restart the same search
 INPUTS = "inputs"  # run.json's key for the SHA-256 of the files that define the task, which --resume compares
 FRONT_LABELS = {"tokens_per_s": "tokens/s", "latency_p95_s": "latency p95", "top1_agree": "top1_agree",

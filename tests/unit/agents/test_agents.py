@@ -16,7 +16,7 @@ def _session(task, run_dir, budget, cache_dir=None):
     return evaluator, TuningSession(evaluator, budget)
 
 
-@pytest.mark.parametrize("name", ["random", "optuna", "ppo"])
+@pytest.mark.parametrize("name", ["random", "optuna", "ppo", "coordinate"])
 def test_agent_stops_exactly_at_budget(tmp_path, replay_task, name):
     evaluator, session = _session(replay_task, tmp_path / "run", budget=10, cache_dir=tmp_path / "cache")
     make_agent(name).search(session, seed=1)
@@ -29,7 +29,7 @@ def test_agent_stops_exactly_at_budget(tmp_path, replay_task, name):
     assert session.best.objective == max(record.objective for record in session.records if rankable(record))
 
 
-@pytest.mark.parametrize("name", ["random", "optuna", "ppo"])
+@pytest.mark.parametrize("name", ["random", "optuna", "ppo", "coordinate"])
 def test_cached_configs_do_not_count(tmp_path, replay_task, name):
     cache = tmp_path / "cache"
     warm_evaluator, warm = _session(replay_task, tmp_path / "warm", budget=30, cache_dir=cache)
@@ -168,12 +168,10 @@ def test_ppo_never_proposes_a_masked_value(tmp_path):
     assert not [record for record in session.records if (record.error or {}).get("type") == "NotRecorded"]
 
 
-def test_the_default_agent_is_the_pretrained_policy_where_it_knows_every_knob(replay_task, monkeypatch, tmp_path):
+def test_the_default_agent_is_coordinate_search_where_the_benchmarks_ranked_it(replay_task):
     from tuner.agents import registry
     from tuner.serving.feasibility import serving_space
 
-    assert registry.default_agent(replay_task.space)[0] == "ppo"  # the static-batch family the library records
+    assert registry.default_agent(replay_task.space)[0] == "coordinate"  # the static-batch family of the library
     name, why = registry.default_agent(serving_space())
-    assert name == "optuna" and "max_num_seqs" in why  # serving knobs: no landscape taught them
-    monkeypatch.setattr(registry, "DEFAULT_POLICY", tmp_path / "absent.zip")
-    assert registry.default_agent(replay_task.space) == ("optuna", "this checkout ships no pretrained policy")
+    assert name == "optuna" and "max_num_seqs" in why  # serving knobs: no benchmark ranked the agents on them

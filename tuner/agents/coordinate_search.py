@@ -1,0 +1,104 @@
+"""Coordinate search from the default config: one knob at a time, as an engineer tunes by hand.
+
+It measures the space's default config (the untuned baseline), then walks the knobs in the space's order: for an
+ordered knob (batch size) it tries the largest value, then halfway back towards the current one; for any other
+knob each other value. A change is kept when its record is inside every bound and scores higher. A change the
+space's constraints forbid alone (compile needs a static cache) takes the fewest other changes that make it
+allowed. Passes repeat from the new best until one changes nothing; then the nearest configs not measured yet,
+in a seeded order. Early stop makes a hopeless try cheap: it is pruned after its first pass, or before any
+timing when it breaks an accuracy bound.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from typing import Any
+
+from tuner.agents.base import Agent
+from tuner.evaluation.session import TuningSession
+from tuner.records import Record, config_key
+
+ORDERED_TRIES = 3  # tries per ordered knob and pass: the largest value, then halfway back, twice
+
+
+def _improves(record: Record, best: Record | None) -> bool:
+    """Whether ``record`` is a better place to stand than ``best``: measured inside every bound, a higher score."""
+    usable = record.status in ("ok", "unstable") and record.feasible
+    if best is None:
+        return True
+    best_usable = best.status in ("ok", "unstable") and best.feasible
+    if usable != best_usable:
+        return usable
+    return record.objective > best.objective
+
+
+class CoordinateAgent(Agent):
+    """Coordinate ascent over the knobs from the default config, then the nearest unmeasured configs."""
+
+    name = "coordinate"
+
+    def search(self, session: TuningSession, seed: int) -> None:
+        """Measure the default, improve one knob at a time while a pass changes something, then look nearby."""
+        space = session.evaluator.task.space
+        grid = list(space.grid(session.allowed))
+        if not grid:
+            return
+        order = [knob.name for knob in space.knobs if len({config[knob.name] for config in grid}) > 1]
+        tried: dict[str, Record] = {}
+
+        def measure(config: Mapping[str, Any]) -> Record | None:
+            if session.exhausted:
+                return None
+            key = config_key(config)
+            if key not in tried:
+                tried[key] = session.evaluate(config)
+            return tried[key]
+
+        best = measure(_nearest(grid, space.defaults(), None, None))
+        changed = True
+        while changed and best is not None and not session.exhausted:
+            changed = False
+            for name in order:
+                for value in self._values_to_try(space, grid, best.config, name):
+                    record = measure(_nearest(grid, best.config, name, value))
+                    if record is None:
+                        return
+                    if _improves(record, best):
+                        best, changed = record, True
+                        break
+        if best is None:
+            return
+        rng = random.Random(seed)
+        rest = [config for config in grid if config_key(config) not in tried]
+        rng.shuffle(rest)
+        rest.sort(key=lambda config: _distance(config, best.config))  # stable: shuffled within each distance
+        for config in rest:
+            if measure(config) is None:
+                return
+
+    @staticmethod
+    def _values_to_try(space: Any, grid: list[dict[str, Any]], current: Mapping[str, Any], name: str) -> list[Any]:
+        """The values of ``name`` to try from ``current``: for an ordered knob the largest, then halfway back."""
+        values = [choice for choice in space.knob(name).choices if any(config[name] == choice for config in grid)]
+        if space.knob(name).type != "int":
+            return [value for value in values if value != current[name]]
+        here = values.index(current[name])
+        picks, low, high = [], here, len(values) - 1
+        for _ in range(ORDERED_TRIES):
+            if high <= low:
+                break
+            picks.append(values[high])
+            high = (low + high) // 2 if (low + high) // 2 > low else low
+        return picks or values[here - 1:here]  # already the largest: one step down (a bound may want less)
+
+
+def _distance(config: Mapping[str, Any], other: Mapping[str, Any]) -> int:
+    """Knobs on which two configs differ."""
+    return sum(config[name] != other.get(name) for name in config)
+
+
+def _nearest(grid: list[dict[str, Any]], base: Mapping[str, Any], name: str | None, value: Any) -> dict[str, Any]:
+    """The runnable config closest to ``base`` with ``name`` set to ``value`` (the first of equals, in grid order)."""
+    candidates = grid if name is None else [config for config in grid if config[name] == value]
+    return min(candidates, key=lambda config: _distance(config, base))
