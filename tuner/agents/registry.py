@@ -33,11 +33,11 @@ class AgentSpec:
 
 REGISTRY: dict[str, AgentSpec] = {spec.name: spec for spec in (
     AgentSpec("random", "tuner.agents.random_search:RandomAgent"),
-    AgentSpec("coordinate", "tuner.agents.coordinate_search:CoordinateAgent"),
     AgentSpec("optuna", "tuner.agents.optuna_search:OptunaAgent",
               ("sampler", "pareto", "storage", "study_name", "heartbeat_s", "warm_start")),
     AgentSpec("ppo", "tuner.agents.ppo_choice:make_ppo_agent",
               ("policy", "save_to", "n_envs", "space", "storage", "study_name", "heartbeat_s")),
+    AgentSpec("coordinate", "tuner.agents.coordinate_search:CoordinateAgent"),
 )}
 AGENT_NAMES = tuple(REGISTRY)
 

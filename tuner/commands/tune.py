@@ -160,8 +160,11 @@ def _warm_start_library(task_id: str) -> list:
     return [landscape for landscape in load_library() if landscape.name != task_id]
 
 
-# Flags only Optuna reads (--storage, --study and --heartbeat serve the pretrained policy's shared history too).
-OPTUNA_FLAGS = (("sampler", "--sampler"), ("pareto", "--pareto"), ("warm_start", "--warm-start"))
+# Flags that pick Optuna when no agent is named (--storage, --study and --heartbeat also serve --agent ppo's
+# shared history; the default agent keeps none).
+OPTUNA_FLAGS = (("sampler", "--sampler"), ("pareto", "--pareto"), ("storage", "--storage"), ("study", "--study"),
+                ("heartbeat", "--heartbeat"), ("warm_start", "--warm-start"))
+SHARED_STUDY_AGENTS = ("optuna", "ppo")  # the agents that can share a study with other workers
 
 
 def _chosen_agent(args: argparse.Namespace, task: TaskSpec) -> tuple[str, str | None]:
@@ -207,6 +210,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
             run_dir = run_dir.with_name(f"{run_dir.name}-{os.getpid()}")  # workers started together stay apart
     if args.heartbeat is not None and args.heartbeat <= 0:
         raise ConfigError("must be a positive number of seconds", field="--heartbeat", value=args.heartbeat)
+    shared = next((flag for name, flag in (("storage", "--storage"), ("study", "--study")) if settings[name]), None)
+    if shared and settings["agent"] not in SHARED_STUDY_AGENTS:
+        raise ConfigError(f"a shared study is for --agent {' or '.join(SHARED_STUDY_AGENTS)}", field=shared,
+                          value=settings["agent"])
     if settings["warm_start"] and settings["agent"] != "optuna":
         raise ConfigError("a warm start is for --agent optuna (ppo starts from its pretrained policy)",
                           field="--warm-start", value=settings["agent"])
