@@ -9,6 +9,7 @@ Runs are resumable: a finished one is read back, not run again, so a long grid i
 (`--times 5 --seeds 0` first).
 
     python benchmarks/live.py [--agents default,optuna,random] [--times 5,10,20] [--seeds 0,1,2]
+    python benchmarks/live.py --report      # the table and plot of every run saved so far
 
 Prints a table (mean, min and max of the ratio over seeds, wall time) and saves benchmarks/results/live.json and
 live.png (each run's best found so far over best known, against wall-clock minutes).
@@ -92,6 +93,7 @@ def run_one(task: Path, agent: str, minutes: float, seed: int, runs: Path, out: 
               "pruned": sum(record.status == "pruned" for record in records),
               "unstable": sum(record.status == "unstable" for record in records),
               "best_tokens_per_s": (best.get("metrics") or {}).get("tokens_per_s"), "best_config": best.get("config"),
+              "named_tokens_per_s": _named_value(runs / name, best.get("config")),
               "curve": _curve(records, started)}
     saved.write_text(json.dumps(result, indent=2))
     return result
@@ -106,13 +108,20 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--runs-dir", type=Path, default=ROOT / "runs" / "live")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--report", action="store_true", help="run nothing: report every run saved so far")
     args = parser.parse_args()
     (args.out / "live-runs").mkdir(parents=True, exist_ok=True)
-    results = [run_one(args.task, agent, float(minutes), int(seed), args.runs_dir, args.out)
-               for minutes in args.times.split(",") for seed in args.seeds.split(",")
-               for agent in args.agents.split(",")]
-    for row in results:
-        row["named_tokens_per_s"] = _named_value(args.runs_dir / row["run"], row["best_config"])
+    if args.report:
+        results = [json.loads(path.read_text()) for path in sorted((args.out / "live-runs").glob("*.json"))]
+        args.agents = ",".join(dict.fromkeys(row["agent"] for row in results))
+    else:
+        results = [run_one(args.task, agent, float(minutes), int(seed), args.runs_dir, args.out)
+                   for minutes in args.times.split(",") for seed in args.seeds.split(",")
+                   for agent in args.agents.split(",")]
+    for row in results:  # a run saved before the figure was: worked out from its run folder, if still there
+        if "named_tokens_per_s" not in row:
+            row["named_tokens_per_s"] = _named_value(args.runs_dir / row["run"], row["best_config"])
+            (args.out / "live-runs" / f"{row['run']}.json").write_text(json.dumps(row, indent=2))
     known, config = _best_in_landscape(args.task, args.landscape) if args.landscape.is_file() else (None, None)
     found = [row["named_tokens_per_s"] for row in results if row["named_tokens_per_s"] is not None]
     best_known = max([value for value in [known, *found] if value is not None], default=None)
