@@ -58,16 +58,6 @@ def _curve(records: list[Record], started: datetime) -> list[tuple[float, float]
     return points
 
 
-def _named_value(run_dir: Path, config: dict | None) -> float | None:
-    """The tokens/s of the config a run named: the mean over its measurements in the run (a raced config was
-    measured more than once; its last measurement alone carries that measurement's noise)."""
-    if config is None:
-        return None
-    values = [record.metrics["tokens_per_s"] for record in read_records(run_dir / "records.jsonl")
-              if record.config == config and record.status in ("ok", "unstable")]
-    return sum(values) / len(values) if values else None
-
-
 def _measured(run_dir: Path) -> dict[str, list[float]]:
     """Every config the run measured whole (ok or unstable) inside the bounds, by its JSON, with its tokens/s."""
     readings: dict[str, list[float]] = {}
@@ -103,7 +93,7 @@ def run_one(task: Path, agent: str, minutes: float, seed: int, runs: Path, out: 
               "pruned": sum(record.status == "pruned" for record in records),
               "unstable": sum(record.status == "unstable" for record in records),
               "best_tokens_per_s": (best.get("metrics") or {}).get("tokens_per_s"), "best_config": best.get("config"),
-              "named_tokens_per_s": _named_value(runs / name, best.get("config")), "measured": _measured(runs / name),
+              "measured": _measured(runs / name),
               "curve": _curve(records, started)}
     saved.write_text(json.dumps(result, indent=2))
     return result
@@ -128,9 +118,8 @@ def main() -> None:
         results = [run_one(args.task, agent, float(minutes), int(seed), args.runs_dir, args.out)
                    for minutes in args.times.split(",") for seed in args.seeds.split(",")
                    for agent in args.agents.split(",")]
-    for row in results:  # a run saved before these figures were: worked out from its run folder, if still there
-        if "named_tokens_per_s" not in row or "measured" not in row:
-            row["named_tokens_per_s"] = _named_value(args.runs_dir / row["run"], row["best_config"])
+    for row in results:  # a run saved before its readings were: worked out from its run folder, if still there
+        if "measured" not in row:
             row["measured"] = _measured(args.runs_dir / row["run"])
             (args.out / "live-runs" / f"{row['run']}.json").write_text(json.dumps(row, indent=2))
     # One config measures 10-20% apart from run to run here: a config's value is the mean of its measurements in

@@ -31,11 +31,6 @@ class Contender:
         return self.records[0].config
 
     @property
-    def confirmations(self) -> int:
-        """Measurements made for the race."""
-        return sum(1 for record in self.records if "confirms" in (record.info or {}))
-
-    @property
     def score(self) -> float:
         """Mean objective over its measurements (each a whole measurement, so equally weighted)."""
         scored = [record.objective for record in self.records if record.status in ("ok", "unstable")]

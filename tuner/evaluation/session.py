@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.racing import contenders
 from tuner.evaluation.resume import Journal, spent_budget
 from tuner.records import Record, config_key, finite_or_null
 from tuner.space import SearchSpace
@@ -322,13 +323,9 @@ def best_record(records: list[Record]) -> Record | None:
 
 def raced_best(records: list[Record], raced: set[str]) -> Record | None:
     """Among the raced configs with a rankable measurement, the best mean score; its latest rankable record."""
-    groups: dict[str, list[Record]] = {}
-    for record in records:
-        if config_key(record.config) in raced and record.status in ("ok", "unstable") and record.feasible:
-            groups.setdefault(config_key(record.config), []).append(record)
-    ranked = [(sum(item.objective for item in group) / len(group), [item for item in group if rankable(item)])
-              for group in groups.values()]
-    ranked = [(score, stable) for score, stable in ranked if stable]
+    groups = [item for item in contenders(records, count=len(records)) if config_key(item.config) in raced]
+    stable = [[record for record in item.records if rankable(record)] for item in groups]
+    ranked = [(item.score, rankable_ones) for item, rankable_ones in zip(groups, stable, strict=True) if rankable_ones]
     if not ranked:
         return None
     return max(ranked, key=lambda pair: pair[0])[1][-1]
