@@ -19,6 +19,7 @@ from tuner.measure.fingerprint import resolve_device
 from tuner.measure.launcher import WorkerClient
 from tuner.measure.measurer import Measurer
 from tuner.measure.protocol import error_payload
+from tuner.measure.worker_caches import worker_cache_env
 from tuner.objective import score, score_row
 from tuner.records import Record, Status, append_record, read_records
 from tuner.task import TaskSpec
@@ -48,13 +49,15 @@ class Evaluator:
     def __init__(self, task: TaskSpec, run_dir: Path, *, agent: str = "measure", use_cache: bool = True,
                  cache_dir: Path | None = None, echo_worker: bool = False, worker_env: dict[str, str] | None = None,
                  observer: MeasurementObserver | None = None, prune_below: float | None = None,
-                 quiet: QuietRule | None = None):
+                 quiet: QuietRule | None = None, compile_cache: bool = False):
         """``prune_below``: stop a measurement early (status ``pruned``) when it breaks an accuracy or latency bound,
         or when after a pass it cannot reach this fraction of the run's best throughput (0: bounds only; a search
         passes ``early_stop.PRUNE_BELOW``); None: never stop early, every config is measured whole (``measure``,
         ``record``: figures asked for, not a race). ``quiet``: measure a config again, once the machine is quiet,
         when other processes disturbed its measurement (the disturbed figures stay in the record's
-        ``info.disturbed_attempts``; ``record`` has its own, stricter loop)."""
+        ``info.disturbed_attempts``; ``record`` has its own, stricter loop). ``compile_cache``: a compiled config
+        may reuse a graph compiled before, in this run or an earlier one (a search; ``warmup_s`` is then what
+        this measurement paid, ``info.compile_cache_hits`` says how much was reused); off, each compile is cold."""
         self.task = task
         self.prune_below = prune_below
         self.quiet = quiet
@@ -70,7 +73,8 @@ class Evaluator:
         for record in earlier:
             self._note_incumbent(record)
         self.measurements = 0  # backend calls (the budget's unit): neither cache hits nor constraint rejections
-        self.measurer: Measurer = _open_measurer(task, self.run_dir, worker_env, echo_worker)
+        caches = worker_cache_env(self.cache.folder, compile_cache)
+        self.measurer: Measurer = _open_measurer(task, self.run_dir, {**caches, **(worker_env or {})}, echo_worker)
         self.fingerprint = self.measurer.fingerprint
         self.features: dict[str, Any] | None = None  # the task's features, from the measurer's latest reply
         self._described = False
@@ -79,6 +83,8 @@ class Evaluator:
         # added to the spec joins the key by itself; the model by identity, not by where its file lies.
         self._key_base = {**self._worker_spec, "model": task.model_identity, "backend": task.backend,
                           "fingerprint": self.fingerprint, "measurement_version": MEASUREMENT_VERSION}
+        if compile_cache:  # its warmup_s may be a reused compile: not the figure a cold ``measure`` asks for
+            self._key_base["compile_cache"] = True
 
     def __enter__(self) -> Evaluator:
         return self

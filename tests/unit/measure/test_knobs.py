@@ -83,6 +83,19 @@ def test_compile_really_compiles_on_cpu(tiny_evaluator):
     compiled = _measure(tiny_evaluator, cache_implementation="static", compile=True, batch_size=2)
     assert compiled.status in MEASURED and compiled.info["compiled"] is True and eager.info["compiled"] is False
     assert compiled.metrics["warmup_s"] > 5 * eager.metrics["warmup_s"]  # inductor compiles during warmup
+    assert compiled.info["compile_cache_hits"] == 0  # measure's figures: a cold compile, whatever came before
+
+
+def test_a_search_reuses_a_graph_compiled_before_and_says_so(tmp_path, tiny_task):
+    from tuner.evaluation.evaluator import Evaluator
+
+    runs = tmp_path / "runs"
+    with Evaluator(tiny_task, runs / "tiny", use_cache=False, compile_cache=True) as evaluator:
+        first = _measure(evaluator, cache_implementation="static", compile=True, batch_size=2)
+        again = evaluator.evaluate(first.config, fresh=True)  # a confirmation: the same graph, dynamo reset between
+    assert first.info["compile_cache_hits"] == 0 and again.info["compile_cache_hits"] >= 1
+    assert again.info["compiled"] is True and again.status in MEASURED
+    assert any((runs / "cache" / "torch-compile").iterdir())  # inductor's files stay inside the runs folder
 
 
 def test_compile_without_static_cache_is_infeasible(tiny_evaluator):

@@ -16,6 +16,7 @@ from tuner.measure.early_stop import PRUNED
 from tuner.measure.faults import timing_noise
 from tuner.measure.memory import MB, generation_peak, model_bytes, peak_rss_mb, reset_peak_rss
 from tuner.measure.timing import agreeing_window, repeats_agree, window_figures
+from tuner.measure.worker_caches import compile_cache_enabled
 
 # Every pass so far as (end-to-end s, first-token s) per generate call → why to stop now, or None.
 StopCheck = Callable[[list[list[tuple[float, float]]]], "str | None"]
@@ -146,8 +147,10 @@ def forget_earlier_configs(model: Any) -> None:
 
     A kept model carries transformers' compiled forward and its longest static cache so far; dynamo marks a
     dimension dynamic once it has seen two sizes, after which a new batch size reuses the earlier configs'
-    dynamic-shape graph (no warm-up of its own, other kernels). Inductor's FX graph and autograd caches are
-    off, so every compiled config pays its own compile: ``warmup_s`` is a cold compile.
+    dynamic-shape graph (no warm-up of its own, other kernels). So dynamo starts over for every config. In a
+    search (``compile_cache_enabled``) inductor may then serve the graph from its FX graph cache on disk, when
+    this config (same shapes, dtype, kernels) was compiled before: the same code, without the ~20 s of lowering;
+    otherwise those caches are off and ``warmup_s`` is a cold compile.
     """
     import torch._dynamo
     import torch._functorch.config
@@ -156,8 +159,16 @@ def forget_earlier_configs(model: Any) -> None:
     for name in GENERATION_STATE:
         vars(model).pop(name, None)
     torch._dynamo.reset()
-    torch._inductor.config.fx_graph_cache = False
-    torch._functorch.config.enable_autograd_cache = False
+    reuse = compile_cache_enabled()
+    torch._inductor.config.fx_graph_cache = reuse
+    torch._functorch.config.enable_autograd_cache = reuse
+
+
+def _compile_cache_hits() -> int:
+    """Compiled graphs inductor has served from its FX graph cache in this process so far."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["fxgraph_cache_hit"])
 
 
 def _unique_graphs() -> int:
@@ -204,7 +215,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     reset_peak_rss()
     forget_earlier_configs(model)
 
-    graphs_before = _unique_graphs()
+    graphs_before, hits_before = _unique_graphs(), _compile_cache_hits()
     if config["compile"]:
         phases.enter("warming up and compiling", probe=lambda: {"graphs": _unique_graphs() - graphs_before})
     else:
@@ -213,6 +224,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
     warm_call, output = timed_generate(model, batches[0], gen_config, device)
     warmup_s = consensus(time.perf_counter() - warm_start)
     graphs_compiled = _unique_graphs() - graphs_before  # > 0: this warmup paid for (re)compiling a shape
+    compile_cache_hits = _compile_cache_hits() - hits_before  # of those, served from inductor's cache
     generated = output.sequences.shape[1] - batches[0]["input_ids"].shape[1]
     if generated != new_tokens:
         raise RuntimeError(f"generate produced {generated} tokens, expected exactly {new_tokens}")
@@ -274,6 +286,7 @@ def measure_generation(model: Any, tokenizer: Any, workload: dict[str, Any], con
         "attn_implementation": model.config._attn_implementation,
         "compiled": getattr(model, "_compiled_call", None) is not None and config["compile"],
         "graphs_compiled_in_warmup": graphs_compiled,
+        "compile_cache_hits": compile_cache_hits,
         "memory_call_s": memory_s,
         "inference_s": warmup_s + calibration_s + memory_s + sum(sum(call.e2e_s for call in calls)
                                                                  for calls in pass_calls),
