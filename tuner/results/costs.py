@@ -1,4 +1,4 @@
-"""Where a run's wall time went: model loading, warmup and compile, timed inference, accuracy scoring, overhead."""
+"""Where a run's wall time went: the configs running (inference, their accuracy) and the overhead around them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Sequence
 from tuner.records import Record
 from tuner.util.numbers import is_number, percentile
 
-PARTS = ("loading", "warmup and compile", "inference", "accuracy scoring", "worker overhead", "failed measurements",
-         "replay lookups", "tuner overhead")
+PARTS = ("loading", "compile and first-call setup", "inference", "accuracy scoring", "reference answers",
+         "worker overhead", "failed measurements", "replay lookups", "tuner overhead")
+MEASURING = ("inference", "accuracy scoring")  # the configs themselves running; every other part is overhead
 FAILED = ("error", "crash", "oom", "timeout")  # their time is one lump: no step of theirs reported a figure
 
 
@@ -16,11 +17,25 @@ def _seconds(value: object) -> float:
     return float(value) if is_number(value) else 0.0
 
 
+def _steady_call_s(metrics: dict) -> float:
+    """How long one generate call of the config takes once warm: what its warm-up call would cost without setup.
+
+    A static-batch measurement's ``latency_p50_s`` is one call end to end; a serving trial's warm-up is requests
+    sent before timing, all of it setup (its latency figures describe single requests, not the warm-up).
+    """
+    if "server_start_s" in metrics:
+        return 0.0
+    return _seconds(metrics.get("latency_p50_s"))
+
+
 def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, float]:
     """Seconds per part of ``PARTS``; ``wall_s`` (the run's duration, when known) adds the tuner's own share.
 
-    A record's measurement splits into what its info says each step took (warmup from ``warmup_s``; a serving
-    trial's server start counts as loading); the rest of its duration is the worker's overhead (process start,
+    A record's measurement splits into what its info says each step took. Its warm-up call counts as inference
+    up to the time of one steady call (the model ran the workload); the excess is compile (a cold or cached
+    graph) and first-call setup. Accuracy splits into the reference's answers (``info.reference_s``: computed
+    once per task, machine and software, then read from disk) and the config's own scoring. A serving trial's
+    server start counts as loading. The rest of a record's duration is the worker's overhead (process start,
     messages, a tensor-parallel group's set-up). Cached records cost nothing; replayed ones only their lookup.
     """
     split = dict.fromkeys(PARTS, 0.0)
@@ -36,17 +51,26 @@ def time_split(records: Sequence[Record], wall_s: float | None) -> dict[str, flo
             continue
         loading = _seconds(info.get("load_s")) + _seconds(metrics.get("server_start_s"))
         warmup = _seconds(metrics.get("warmup_s"))
-        inference = max(0.0, _seconds(info.get("inference_s")) - warmup) + _seconds(metrics.get("load_s"))
+        setup = max(0.0, warmup - _steady_call_s(metrics))
+        inference = max(0.0, _seconds(info.get("inference_s")) - setup) + _seconds(metrics.get("load_s"))
         accuracy = _seconds(info.get("accuracy_s"))
+        reference = min(accuracy, _seconds(info.get("reference_s")))
         split["loading"] += loading
-        split["warmup and compile"] += warmup
+        split["compile and first-call setup"] += setup
         split["inference"] += inference
-        split["accuracy scoring"] += accuracy
-        split["worker overhead"] += max(0.0, record.duration_s - loading - warmup - inference - accuracy)
+        split["accuracy scoring"] += accuracy - reference
+        split["reference answers"] += reference
+        split["worker overhead"] += max(0.0, record.duration_s - loading - setup - inference - accuracy)
     if wall_s is not None and is_number(wall_s):
         measured = sum(record.duration_s for record in records if is_number(record.duration_s))
         split["tuner overhead"] = max(0.0, wall_s - measured)
     return split
+
+
+def overhead_share(split: dict[str, float]) -> float | None:
+    """The share of the split's time not spent running the configs (loading, compile, reference, harness)."""
+    total = sum(split.values())
+    return None if total <= 0 else 1.0 - sum(split[part] for part in MEASURING) / total
 
 
 def pruning_saved(records: Sequence[Record]) -> dict[str, float | int | None] | None:

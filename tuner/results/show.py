@@ -9,7 +9,7 @@ from tuner.evaluation.estimates import Estimate, estimate
 from tuner.evaluation.session import rankable
 from tuner.records import Record, config_key
 from tuner.results.comparison import compare_table
-from tuner.results.costs import pruning_saved, time_split
+from tuner.results.costs import overhead_share, pruning_saved, time_split
 from tuner.results.run_folder import RunFolder
 from tuner.results.tables import figures_text, metric_text, serving
 from tuner.util.formatting import config_text, shown, table
@@ -101,6 +101,10 @@ def cost_lines(run: RunFolder) -> list[str]:
     lines = [f"{run.measurements} measurements{raced}, {len(run.records)} trials ({cached} from the cache); "
              + ", ".join(f"{count} {status}" for status, count in statuses.most_common()),
              (f"wall time {wall:.0f} s" if is_number(wall) else "wall time n/a") + (f": {parts}" if parts else "")]
+    share = overhead_share(split)
+    if share is not None and run.measurements:
+        lines.append(f"overhead (loading, compile, reference answers, worker, tuner): {100 * share:.0f}% of that "
+                     "time; the rest ran the configs")
     saved = pruning_saved(run.records)
     if saved is not None:
         median, estimate = shown(saved["whole_median_s"], ".0f"), shown(saved["saved_s"], ".0f")

@@ -52,7 +52,8 @@ def test_show_answers_best_certainty_and_cost(runs):
     assert f"timing: {best['metrics']['repeats']} repeats" in text and "runner-up: trial" in text
     assert "6 measurements, 6 trials (0 from the cache)" in text
     assert f"wall time {summary['duration_s']:.0f} s" in text
-    assert "warmup and compile" not in text and "inference" not in text  # replayed: the recording's figures, no run
+    # replayed: the recording's figures, no run
+    assert "compile and first-call setup" not in text and "inference" not in text
 
 
 def test_show_of_a_compare_run_has_the_agents_table(runs):
@@ -78,3 +79,20 @@ def test_a_failed_measurements_time_is_its_own_part_not_worker_overhead(runs):
                                     error={"type": "Timeout", "message": "no answer within 900 s"})
     split = time_split([timed_out], None)
     assert split["failed measurements"] == 900.0 and split["worker overhead"] == 0.0
+
+
+def test_the_split_charges_a_compile_and_the_reference_as_overhead_and_the_warm_call_as_inference(runs):
+    from tuner.records import read_records
+    from tuner.results.costs import overhead_share, time_split
+
+    measured = read_records(runs / "t1" / "records.jsonl")[0]
+    # a compiled config: a 30 s warm-up whose call alone takes 3 s; 10 s of accuracy, 6 of them the reference's
+    compiled = dataclasses.replace(measured, status="ok", duration_s=65.0,
+                                   metrics={"warmup_s": 30.0, "latency_p50_s": 3.0},
+                                   info={"load_s": 2.0, "inference_s": 50.0, "accuracy_s": 10.0, "reference_s": 6.0})
+    split = time_split([compiled], 65.0)
+    assert split["compile and first-call setup"] == 27.0 and split["inference"] == 23.0
+    assert split["reference answers"] == 6.0 and split["accuracy scoring"] == 4.0
+    assert split["loading"] == 2.0 and split["worker overhead"] == 3.0 and split["tuner overhead"] == 0.0
+    assert overhead_share(split) == pytest.approx((27 + 6 + 2 + 3) / 65)
+    assert overhead_share(dict.fromkeys(split, 0.0)) is None
