@@ -5,8 +5,14 @@ ordered knob (batch size) it tries the largest value, then halfway back towards 
 knob each other value. A change is kept when its record is inside every bound and scores higher. A change the
 space's constraints forbid alone (compile needs a static cache) takes the fewest other changes that make it
 allowed. Passes repeat from the new best until one changes nothing; then the nearest configs not measured yet,
-in a seeded order. Early stop makes a hopeless try cheap: it is pruned after its first pass, or before any
-timing when it breaks an accuracy bound.
+cheap ones first at each distance, in a seeded order. Early stop makes a hopeless try cheap: it is pruned after
+its first pass, or before any timing when it breaks an accuracy bound.
+
+It sees cost: a value the space marks ``costly`` (compile, tensor-parallel shards) pays a fixed setup on every
+measurement. Once the best config carries one, a move on another knob is screened on its cheap twin (the same
+move with the costly knobs at their defaults) against the best's own twin, and paid for only when the twin is
+faster (a latency bound the twin breaks does not count: compiling may fix it): with equal expected gain, the
+cheaper measurement goes first.
 """
 
 from __future__ import annotations
@@ -17,7 +23,9 @@ from typing import Any
 
 from tuner.agents.base import Agent
 from tuner.evaluation.session import TuningSession
+from tuner.measure.early_stop import StopRule
 from tuner.records import Record, config_key
+from tuner.util.numbers import is_number
 
 ORDERED_TRIES = 3  # tries per ordered knob and pass: the largest value, then halfway back, twice
 
@@ -38,6 +46,9 @@ class CoordinateAgent(Agent):
 
     name = "coordinate"
 
+    def __init__(self, cost_aware: bool = True):
+        self.cost_aware = cost_aware  # False: every move measured as it is (the benchmarks' ablation)
+
     def search(self, session: TuningSession, seed: int) -> None:
         """Measure the default, improve one knob at a time while a pass changes something, then look nearby."""
         space = session.evaluator.task.space
@@ -55,13 +66,33 @@ class CoordinateAgent(Agent):
                 tried[key] = session.evaluate(config)
             return tried[key]
 
+        def worth_paying_for(candidate: dict[str, Any], moved: str) -> bool | None:
+            """Whether the move's costly version may gain, judged on cheap twins (None: the budget ran out)."""
+            if (not self.cost_aware or not _costly_knobs(space, candidate) - {moved}
+                    or space.knob(moved).is_costly(candidate[moved])):
+                return True  # nothing to screen: cheap, or its cost is the move itself
+            twin, base = _cheap_twin(space, candidate), _cheap_twin(space, best.config)
+            if config_key(twin) not in allowed or config_key(base) not in allowed:
+                return True
+            base_record = measure(base)
+            twin_record = measure(twin) if base_record is not None else None
+            return None if twin_record is None else _twin_gains(twin_record, base_record, objective)
+
+        allowed = {config_key(config) for config in grid}
+        objective = session.evaluator.task.objective
         best = measure(_nearest(grid, space.defaults(), None, None))
         changed = True
         while changed and best is not None and not session.exhausted:
             changed = False
             for name in order:
                 for value in self._values_to_try(space, grid, best.config, name):
-                    record = measure(_nearest(grid, best.config, name, value))
+                    candidate = _nearest(grid, best.config, name, value)
+                    worth = worth_paying_for(candidate, name)
+                    if worth is None:
+                        return
+                    if not worth:
+                        continue
+                    record = measure(candidate)
                     if record is None:
                         return
                     if _improves(record, best):
@@ -72,7 +103,9 @@ class CoordinateAgent(Agent):
         rng = random.Random(seed)
         rest = [config for config in grid if config_key(config) not in tried]
         rng.shuffle(rest)
-        rest.sort(key=lambda config: _distance(config, best.config))  # stable: shuffled within each distance
+        # stable: shuffled within each distance, cheap before costly
+        rest.sort(key=lambda config: (_distance(config, best.config),
+                                      len(_costly_knobs(space, config)) if self.cost_aware else 0))
         for config in rest:
             if measure(config) is None:
                 return
@@ -91,6 +124,33 @@ class CoordinateAgent(Agent):
             picks.append(values[high])
             high = (low + high) // 2 if (low + high) // 2 > low else low
         return picks or values[here - 1:here]  # already the largest: one step down (a bound may want less)
+
+
+def _twin_gains(twin: Record, base: Record, objective: Any) -> bool:
+    """Whether a move helped the cheap twins: a faster twin (by the objective's metric), bounds aside except accuracy.
+
+    A latency bound the cheap twin breaks, its costly version may keep (compiling makes each step faster), so
+    only an accuracy break (which the costly knobs do not change) or a failure rules the move out.
+    """
+    if twin.status not in ("ok", "unstable", "pruned"):
+        return False
+    if StopRule.for_objective(objective, None).accuracy_miss(twin.metrics, twin.info.get("reference_metrics")):
+        return False
+    mine, theirs = twin.metrics.get(objective.metric), base.metrics.get(objective.metric)
+    if not is_number(mine) or not is_number(theirs):
+        return True  # no figure to judge by: pay for the move, as without screening
+    return mine > theirs if objective.direction == "maximize" else mine < theirs
+
+
+def _costly_knobs(space: Any, config: Mapping[str, Any]) -> set[str]:
+    """The knobs ``config`` sets to a costly value."""
+    return {knob.name for knob in space.knobs if knob.is_costly(config[knob.name])}
+
+
+def _cheap_twin(space: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` with every costly knob at its default (the knob's cheap value)."""
+    return {name: space.knob(name).default if space.knob(name).is_costly(value) else value
+            for name, value in config.items()}
 
 
 def _distance(config: Mapping[str, Any], other: Mapping[str, Any]) -> int:

@@ -52,6 +52,9 @@ def replay_task(landscape: Landscape, folder: Path) -> TaskSpec:
         # agent's first measurement (the other agents never read a default)
         default = knob.default if knob.default in landscape.values[name] else landscape.values[name][0]
         knobs[name] = {"type": knob.type, "choices": landscape.values[name], "default": default}
+        costly = [value for value in knob.costly if value in landscape.values[name] and value != default]
+        if costly:  # what a live search would pay a setup for (cost-aware agents screen these moves)
+            knobs[name]["costly"] = costly
     space = folder / f"{landscape.name}-space.yaml"
     space.write_text(yaml.safe_dump({"id": f"{landscape.name}-space", "version": 1, "knobs": knobs,
                                      "constraints": constraints}, sort_keys=False))

@@ -17,6 +17,11 @@ class Knob:
     choices: tuple[Any, ...]
     default: Any
     doc: str = ""
+    costly: tuple[Any, ...] = ()  # values whose every measurement pays a fixed setup first (compiling, starting ranks)
+
+    def is_costly(self, value: Any) -> bool:
+        """Whether measuring ``value`` pays this knob's fixed setup (the default never does)."""
+        return any(choice == value and type(choice) is type(value) for choice in self.costly)
 
     def index(self, value: Any) -> int:
         """Position of ``value`` in the choices; ValueError when it is not one of them."""

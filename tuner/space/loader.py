@@ -48,7 +48,7 @@ def _knob(name: str, spec: Any, source: str) -> Knob:
     field = f"knobs.{name}"
     if not isinstance(spec, dict):
         raise ConfigError("a knob is a mapping with type, choices, default", source=source, field=field, value=spec)
-    unknown = set(spec) - {"type", "choices", "default", "doc"}
+    unknown = set(spec) - {"type", "choices", "default", "doc", "costly"}
     if unknown:
         raise ConfigError("unknown key", source=source, field=f"{field}.{sorted(unknown)[0]}")
     kind = spec.get("type")
@@ -69,7 +69,12 @@ def _knob(name: str, spec: Any, source: str) -> Knob:
     if default not in choices or type(default) is not expected:
         raise ConfigError("default is not one of the choices", source=source, field=f"{field}.default",
                           value=default)
-    return Knob(name, kind, tuple(choices), default, str(spec.get("doc", "")))
+    costly = spec.get("costly", [])
+    if not isinstance(costly, list) or any(value not in choices or type(value) is not expected for value in costly):
+        raise ConfigError("costly lists some of the choices", source=source, field=f"{field}.costly", value=costly)
+    if default in costly:  # a cheap twin of every config sets the costly knobs to their defaults
+        raise ConfigError("the default cannot be costly", source=source, field=f"{field}.costly", value=default)
+    return Knob(name, kind, tuple(choices), default, str(spec.get("doc", "")), tuple(costly))
 
 
 def space_from_dict(data: Any, source: str) -> SearchSpace:

@@ -8,16 +8,17 @@ from tuner.agents.coordinate_search import CoordinateAgent
 from tuner.evaluation.evaluator import Evaluator
 from tuner.evaluation.session import TuningSession
 from tuner.learning.transfer import replay_task
+from tuner.library.catalog import load_library
 from tuner.library.landscape import config_tuple, load_landscape
 from tuner.records import config_key
 
 KEY = "benchmarks/landscapes/smollm2-cpu-key.yaml"  # the README task on an AMX Xeon: bfloat16 batch 64 is best
 
 
-def _search(task, tmp_path, budget: int, seed: int = 0) -> TuningSession:
+def _search(task, tmp_path, budget: int, seed: int = 0, agent: CoordinateAgent | None = None) -> TuningSession:
     with Evaluator(task, tmp_path / f"run-{seed}", cache_dir=tmp_path / f"cache-{seed}") as evaluator:
         session = TuningSession(evaluator, budget, on_stop=None)
-        make_agent("coordinate").search(session, seed)
+        (agent or make_agent("coordinate")).search(session, seed)
     return session
 
 
@@ -47,3 +48,26 @@ def test_the_same_seed_proposes_the_same_configs(tmp_path, replay_task):
     first = [record.config for record in _search(replay_task, tmp_path / "a", budget=14, seed=3).records]
     again = [record.config for record in _search(replay_task, tmp_path / "b", budget=14, seed=3).records]
     assert first == again and CoordinateAgent.name == "coordinate"
+
+
+def test_a_move_from_a_compiled_best_is_paid_for_only_when_its_cheap_twin_gains(tmp_path):
+    # Recorded on a CPU: compiling costs ~15 s a config; batch 16 breaks the latency bound unless compiled.
+    landscape = next(entry for entry in load_library() if entry.name == "lib-smollm2-decode")
+    task = replay_task(landscape, tmp_path / "task")
+    aware = _search(task, tmp_path / "aware", budget=14)
+    plain = _search(task, tmp_path / "plain", budget=14, agent=CoordinateAgent(cost_aware=False))
+
+    def compiled(session: TuningSession, **knobs) -> list[dict]:
+        return [record.config for record in session.records
+                if record.config["compile"] and all(record.config[name] == value for name, value in knobs.items())]
+
+    # int8-dynamic breaks the accuracy floor uncompiled, and compiling does not change accuracy: never compiled
+    assert compiled(plain, batch_size=16, quantization="int8-dynamic")
+    assert not compiled(aware, batch_size=16, quantization="int8-dynamic")
+    twin = {**compiled(plain, batch_size=16, quantization="int8-dynamic")[0], "compile": False}
+    assert twin in [record.config for record in aware.records]  # screened on its twin, which was measured
+    # the cheap twin of batch 16 breaks the latency bound, but it is faster: its compiled version, the optimum, is
+    # still measured
+    assert landscape.quality(config_tuple(aware.best.config)) == 1.0 == landscape.quality(
+        config_tuple(plain.best.config))
+    assert len(compiled(aware)) < len(compiled(plain))

@@ -6,7 +6,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tuner.space import load_space, parse_constraint
-from tuner.space.loader import space_from_dict
+from tuner.space.loader import shipped_space, space_from_dict
 from tuner.util.errors import ConfigError
 
 
@@ -57,12 +57,24 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
     ({"b": {"type": "int", "choices": [1, 2], "default": 4}}, "knobs.b.default: default is not one of the choices"),
     ({"b": {"type": "int", "choices": []}}, "knobs.b.choices: choices must be a non-empty list"),
     ({"b": {"type": "int", "choices": [1], "colour": "red"}}, "knobs.b.colour: unknown key"),
+    ({"b": {"type": "int", "choices": [1, 2], "costly": [3]}}, "knobs.b.costly: costly lists some of the choices"),
+    ({"b": {"type": "bool", "costly": ["yes"]}}, "knobs.b.costly: costly lists some of the choices"),
+    ({"b": {"type": "int", "choices": [1, 2], "default": 1, "costly": [1]}},
+     "knobs.b.costly: the default cannot be costly (got 1)"),
 ])
 def test_space_validation_errors(knobs, fragment):
     with pytest.raises(ConfigError) as caught:
         space_from_dict({"id": "s", "knobs": knobs}, "space.yaml")
     assert str(caught.value).startswith("space.yaml: ")
     assert fragment in str(caught.value)
+
+
+def test_the_shipped_space_marks_what_pays_a_setup_on_every_measurement():
+    space = load_space(shipped_space("hf-transformers"))
+    assert space.knob("compile").is_costly(True) and not space.knob("compile").is_costly(False)
+    assert [value for value in space.knob("shard_count").choices if space.knob("shard_count").is_costly(value)] == [
+        2, 4, 8]
+    assert not space.knob("batch_size").costly
 
 
 def test_constraint_naming_unknown_knob_is_rejected():

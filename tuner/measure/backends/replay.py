@@ -96,7 +96,7 @@ class ReplayMeasurer:
         measured_at = {key: recorded_info[key] for key in ("load", "slo") if isinstance(recorded_info.get(key), dict)}
         return {"status": record["status"], "metrics": dict(record.get("metrics") or {}), "error": record.get("error"),
                 "info": {"replay": True, "recorded_run": record.get("run"), "recorded_trial": record.get("trial"),
-                         **measured_at},
+                         "recorded_duration_s": record.get("duration_s"), **measured_at},
                 "features": record.get("features") or self.features}
 
     def close(self) -> None:
