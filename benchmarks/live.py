@@ -6,7 +6,8 @@ config it names (the mean of that config's measurements in every run here), over
 the best rankable config of the recorded landscape (the knobs that matter:
 `infertune record benchmarks/landscapes/smollm2-cpu-key.yaml`) or of any run here, whichever is higher.
 Runs are resumable: a finished one is read back, not run again, so a long grid is run in chunks
-(`--times 5 --seeds 0` first).
+(`--times 5 --seeds 0` first). Each saved run carries ``VERSION``, bumped when infertune's way of searching or
+measuring changes; the table ranks the current version's runs, while every run's readings still value configs.
 
     python benchmarks/live.py [--agents default,optuna,random] [--times 5,10,20] [--seeds 0,1,2]
     python benchmarks/live.py --report      # the table and plot of every run saved so far
@@ -29,10 +30,13 @@ from tuner.evaluation.session import rankable
 from tuner.measure.fingerprint import cpu_model
 from tuner.objective import score_row
 from tuner.records import Record, read_records
+from tuner.results.costs import overhead_share, time_split
 from tuner.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 LANDSCAPE = ROOT / "benchmarks" / "landscapes" / "smollm2-cpu-key.jsonl"
+# 2: compiled graphs reused within a run, the reference's answers cached, cost-aware coordinate search
+VERSION = 2
 
 
 def _best_in_landscape(task_file: Path, landscape: Path) -> tuple[float | None, dict | None]:
@@ -70,7 +74,7 @@ def _measured(run_dir: Path) -> dict[str, list[float]]:
 
 def run_one(task: Path, agent: str, minutes: float, seed: int, runs: Path, out: Path) -> dict:
     """One tune run (or its saved result): what it named, how long it took, where its time went."""
-    name = f"live-{agent}-{minutes:g}m-seed{seed}"
+    name = f"live-{agent}-{minutes:g}m-seed{seed}-v{VERSION}"
     saved = out / "live-runs" / f"{name}.json"
     if saved.is_file():
         return json.loads(saved.read_text())
@@ -94,7 +98,9 @@ def run_one(task: Path, agent: str, minutes: float, seed: int, runs: Path, out: 
               "unstable": sum(record.status == "unstable" for record in records),
               "best_tokens_per_s": (best.get("metrics") or {}).get("tokens_per_s"), "best_config": best.get("config"),
               "measured": _measured(runs / name),
-              "curve": _curve(records, started)}
+              "curve": _curve(records, started), "version": VERSION,
+              "time_split_s": time_split(records, summary.get("duration_s"))}
+    result["overhead_share"] = overhead_share(result["time_split_s"])
     saved.write_text(json.dumps(result, indent=2))
     return result
 
@@ -137,11 +143,12 @@ def main() -> None:
     source = "landscape" if known is not None and known == best_known else "a run here"
     print(f"\nbest known on {cpu_model()}: {best_known} tok/s ({source}; landscape best {known}, {config})")
     print(f"{'agent':<10} {'time':>5} {'seeds':>5} {'ratio mean':>10} {'min':>6} {'max':>6} {'wall s':>7} "
-          f"{'measured':>8} {'pruned':>6}")
+          f"{'measured':>8} {'pruned':>6} {'overhead':>8}")
     table = []
-    for minutes in sorted({row["minutes"] for row in results}):
+    current = [row for row in results if row.get("version", 1) == VERSION]
+    for minutes in sorted({row["minutes"] for row in current}):
         for agent in args.agents.split(","):
-            rows = [row for row in results if row["agent"] == agent and row["minutes"] == minutes]
+            rows = [row for row in current if row["agent"] == agent and row["minutes"] == minutes]
             ratios = [(row["named_tokens_per_s"] or 0.0) / best_known for row in rows] if best_known else []
             if not rows or not ratios:
                 continue
@@ -149,18 +156,29 @@ def main() -> None:
                      "ratio_min": min(ratios), "ratio_max": max(ratios),
                      "wall_s_mean": sum(row["wall_s"] for row in rows) / len(rows),
                      "measurements_mean": sum(row["measurements"] for row in rows) / len(rows),
-                     "pruned_mean": sum(row["pruned"] for row in rows) / len(rows)}
+                     "pruned_mean": sum(row["pruned"] for row in rows) / len(rows),
+                     "overhead_share_mean": _mean([row.get("overhead_share") for row in rows])}
             table.append(entry)
             print(f"{agent:<10} {minutes:>4g}m {len(rows):>5} {entry['ratio_mean']:>10.3f} {entry['ratio_min']:>6.3f} "
                   f"{entry['ratio_max']:>6.3f} {entry['wall_s_mean']:>7.0f} {entry['measurements_mean']:>8.1f} "
-                  f"{entry['pruned_mean']:>6.1f}")
+                  f"{entry['pruned_mean']:>6.1f} {_shown_share(entry['overhead_share_mean']):>8}")
     report = {"machine": cpu_model(), "task": str(args.task.relative_to(ROOT)), "best_known_tokens_per_s": best_known,
               "best_known_source": source, "landscape_best": {"tokens_per_s": known, "config": config},
-              "table": table, "runs": results}
+              "version": VERSION, "table": table, "runs": results}
     (args.out / "live.json").write_text(json.dumps(report, indent=2))
     if best_known:
-        _plot(results, best_known, args.out / "live.png", f"{report['task']} on {cpu_model()}")
+        _plot(current, best_known, args.out / "live.png", f"{report['task']} on {cpu_model()} (version {VERSION})")
     print(f"saved {args.out / 'live.json'} and live.png")
+
+
+def _mean(values: list) -> float | None:
+    """The mean of the values present (None when there is none)."""
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _shown_share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
 
 
 def _plot(results: list[dict], best_known: float, path: Path, title: str) -> None:
