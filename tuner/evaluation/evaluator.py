@@ -73,7 +73,7 @@ class Evaluator:
         for record in earlier:
             self._note_incumbent(record)
         self.measurements = 0  # backend calls (the budget's unit): neither cache hits nor constraint rejections
-        caches = worker_cache_env(self.cache.folder, compile_cache)
+        caches = worker_cache_env(self.cache.folder, compile_cache, stores=use_cache)
         self.measurer: Measurer = _open_measurer(task, self.run_dir, {**caches, **(worker_env or {})}, echo_worker)
         self.fingerprint = self.measurer.fingerprint
         self.features: dict[str, Any] | None = None  # the task's features, from the measurer's latest reply

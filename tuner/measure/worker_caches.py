@@ -14,9 +14,14 @@ COMPILE_CACHE = "INFERTUNE_COMPILE_CACHE"  # "1": reuse inductor's compiled grap
 INDUCTOR_CACHE_DIR = "TORCHINDUCTOR_CACHE_DIR"  # torch's own variable: where inductor writes kernels and graphs
 
 
-def worker_cache_env(cache_dir: Path, compile_cache: bool) -> dict[str, str]:
-    """The environment that points a worker's stores into ``cache_dir`` (a user's own inductor folder is kept)."""
-    env = {CACHE_DIR: str(Path(cache_dir).resolve()), COMPILE_CACHE: "1" if compile_cache else "0"}
+def worker_cache_env(cache_dir: Path, compile_cache: bool, stores: bool = True) -> dict[str, str]:
+    """The environment that points a worker's stores into ``cache_dir`` (a user's own inductor folder is kept).
+
+    ``stores``: False when nothing cached may answer (``measure --no-cache``): the reference is computed afresh.
+    """
+    env = {COMPILE_CACHE: "1" if compile_cache else "0"}
+    if stores:
+        env[CACHE_DIR] = str(Path(cache_dir).resolve())
     if not os.environ.get(INDUCTOR_CACHE_DIR):
         env[INDUCTOR_CACHE_DIR] = str(Path(cache_dir).resolve() / "torch-compile")
     return env

@@ -86,9 +86,11 @@ def test_compile_really_compiles_on_cpu(tiny_evaluator):
     assert compiled.info["compile_cache_hits"] == 0  # measure's figures: a cold compile, whatever came before
 
 
-def test_a_search_reuses_a_graph_compiled_before_and_says_so(tmp_path, tiny_task):
+def test_a_search_reuses_a_graph_compiled_before_and_says_so(tmp_path, tiny_task, monkeypatch):
     from tuner.evaluation.evaluator import Evaluator
 
+    # torch sets this variable in any process that compiled before (another test here): then it would be kept
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
     runs = tmp_path / "runs"
     with Evaluator(tiny_task, runs / "tiny", use_cache=False, compile_cache=True) as evaluator:
         first = _measure(evaluator, cache_implementation="static", compile=True, batch_size=2)

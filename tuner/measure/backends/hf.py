@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import torch
 
 from tuner.measure import phases
+from tuner.measure.backends import accuracy_store
 from tuner.measure.backends.hf_accuracy import Reference, agreement, greedy_sequences, teacher_forced_logprobs
 from tuner.measure.backends.hf_features import hardware_features, model_features, workload_features
 from tuner.measure.backends.hf_models import DTYPES, float32_bytes, load_model, load_tokenizer, model_config
@@ -32,6 +34,27 @@ def memory_share() -> float:
 # Accuracy is scored teacher-forced with the plain forward, also for compile: true; tests show the compiled
 # forward agrees within KL 1e-4 here (tests/unit/measure/test_accuracy_paths.py), and the record says which path ran.
 ACCURACY_PATH = "eager-forward"
+ACCURACY_FIGURES = ("top1_agree", "kl")  # what a weights variant's teacher-forced scoring gives
+LABELED_FIGURES = ("task_accuracy",)  # what its labeled set gives
+SOURCES = ("memory", "disk", "computed")  # where figures came from, cheapest first
+
+
+@dataclass
+class ReferenceCost:
+    """What one measurement paid for the reference's outputs and its own labeled accuracy (info's reference_*)."""
+
+    source: str | None = None  # the costliest source of any part; None while no part was needed
+    seconds: float = 0.0  # spent computing them (a read from memory or disk counts 0)
+
+    def note(self, source: str, seconds: float = 0.0) -> None:
+        """One part of the reference came from ``source`` and cost ``seconds``."""
+        self.source = source if self.source is None else max(self.source, source, key=SOURCES.index)
+        self.seconds += seconds
+
+    def info(self, figures_source: str) -> dict[str, Any]:
+        """The measurement's ``reference_s`` and ``reference_cached``; when no part of the reference was needed,
+        it reached this measurement through the config's figures, so it came from where they came from."""
+        return {"reference_s": self.seconds, "reference_cached": self.source or figures_source}
 
 
 def resolve_device(device: str) -> str:
@@ -82,8 +105,11 @@ class HFBackend:
         self._float32_bytes: dict[str, int] = {}
         self._tokenizers: dict[str, Any] = {}
         self._references: dict[str, Reference] = {}
+        # Accuracy figures by weights variant: memory first, then the disk store (accuracy_store), once per task.
         self._accuracy: dict[str, dict[str, float]] = {}
-        self._labeled: dict[str, float] = {}
+        self._labeled: dict[str, dict[str, float]] = {}
+        self._store_keys: dict[str, str] = {}
+        self._reference_cost = ReferenceCost()  # the current measurement's
         self._features: dict[str, dict[str, Any]] = {}
         self._shards: ShardGroup | None = None
 
@@ -150,20 +176,45 @@ class HFBackend:
     def _reference_config(task: dict[str, Any]) -> dict[str, Any]:
         return {**knob_defaults(), **task["accuracy"]["reference"]}
 
+    @staticmethod
+    def _reference_key(task: dict[str, Any], device: str) -> str:
+        return repr((task["id"], sorted(task["model"].items()), task["seed"], task["accuracy"],
+                     task["workload"]["chat_template"], device))
+
+    def _store_key(self, task: dict[str, Any], device: str) -> str:
+        """The task's key in the disk store (its fingerprint is read once per task)."""
+        key = self._reference_key(task, device)
+        if key not in self._store_keys:
+            self._store_keys[key] = accuracy_store.task_key(task, device, self._reference_config(task))
+        return self._store_keys[key]
+
     def _reference(self, task: dict[str, Any], device: str) -> Reference:
-        key = repr((task["id"], sorted(task["model"].items()), task["seed"], task["accuracy"], device))
-        if key not in self._references:
-            spec = task["accuracy"]
-            reference = self._reference_config(task)
-            model, _, _ = self._model(task, reference, device)
-            model.set_attn_implementation(reference["attn_implementation"])
-            tokenizer = self._tokenizer(task["model"])
-            phases.enter("generating the reference answers (accuracy, once per task)")
-            sequences = greedy_sequences(model, tokenizer, spec["eval_prompts"], spec["new_tokens"],
-                                         task["workload"]["chat_template"], device)
-            logprobs = teacher_forced_logprobs(model, sequences, tokenizer.pad_token_id, device)
-            self._references[key] = Reference(sequences, logprobs)
-        return self._references[key]
+        """The reference's greedy continuations and log-probabilities: from memory, disk, or computed."""
+        key = self._reference_key(task, device)
+        if key in self._references:
+            self._reference_cost.note("memory")
+            return self._references[key]
+        start = time.perf_counter()
+        stored = accuracy_store.load_reference(self._store_key(task, device), len(task["accuracy"]["eval_prompts"]))
+        if stored is not None:
+            self._reference_cost.note("disk")
+        else:
+            stored = self._compute_reference(task, device)
+            accuracy_store.save_reference(self._store_key(task, device), stored)
+            self._reference_cost.note("computed", time.perf_counter() - start)
+        self._references[key] = stored
+        return stored
+
+    def _compute_reference(self, task: dict[str, Any], device: str) -> Reference:
+        spec = task["accuracy"]
+        reference = self._reference_config(task)
+        model, _, _ = self._model(task, reference, device)
+        model.set_attn_implementation(reference["attn_implementation"])
+        tokenizer = self._tokenizer(task["model"])
+        phases.enter("generating the reference answers (accuracy, once per task)")
+        sequences = greedy_sequences(model, tokenizer, spec["eval_prompts"], spec["new_tokens"],
+                                     task["workload"]["chat_template"], device)
+        return Reference(sequences, teacher_forced_logprobs(model, sequences, tokenizer.pad_token_id, device))
 
     @staticmethod
     def _accuracy_key(task: dict[str, Any], config: dict[str, Any], device: str) -> str:
@@ -175,39 +226,68 @@ class HFBackend:
         # No compile either: labeled_accuracy generates with disable_compile=True, the same path for both.
         return repr((self._accuracy_key(task, config, device), repr(labeled_spec(task))))
 
-    def _accuracy_of(self, task: dict[str, Any], config: dict[str, Any], device: str) -> tuple[dict[str, float], bool]:
-        """(top1_agree and kl of ``config``, served from this worker's memory?)."""
+    def _known(self, memory: dict[str, dict[str, float]], key: str, names: tuple[str, ...], task: dict[str, Any],
+               device: str) -> tuple[dict[str, float] | None, str]:
+        """(the figures kept under ``key`` in ``memory``, else on disk, else None; where they came from)."""
+        if key in memory:
+            return memory[key], "memory"
+        stored = accuracy_store.load_figures(accuracy_store.figures_key(self._store_key(task, device), key), names)
+        if stored is None:
+            return None, "computed"
+        memory[key] = stored
+        return stored, "disk"
+
+    def _keep(self, memory: dict[str, dict[str, float]], key: str, figures: dict[str, float], task: dict[str, Any],
+              device: str) -> dict[str, float]:
+        """Keep freshly scored ``figures`` in ``memory`` and on disk; returns them."""
+        memory[key] = figures
+        accuracy_store.save_figures(accuracy_store.figures_key(self._store_key(task, device), key), figures)
+        return figures
+
+    def _accuracy_of(self, task: dict[str, Any], config: dict[str, Any], device: str) -> tuple[dict[str, float], str]:
+        """(top1_agree and kl of ``config``, where they came from: "memory", "disk" or "computed")."""
         key = self._accuracy_key(task, config, device)
-        cached = key in self._accuracy
-        if not cached:
-            reference = self._reference(task, device)
-            model, _, _ = self._model(task, config, device)
-            model.set_attn_implementation(config["attn_implementation"])
-            tokenizer = self._tokenizer(task["model"])
-            phases.enter("scoring accuracy against the reference (teacher-forced)")
-            self._accuracy[key] = agreement(reference, teacher_forced_logprobs(model, reference.sequences,
-                                                                               tokenizer.pad_token_id, device))
-        return self._accuracy[key], cached
+        known, source = self._known(self._accuracy, key, ACCURACY_FIGURES, task, device)
+        if known is not None:
+            return known, source
+        reference = self._reference(task, device)
+        model, _, _ = self._model(task, config, device)
+        model.set_attn_implementation(config["attn_implementation"])
+        tokenizer = self._tokenizer(task["model"])
+        phases.enter("scoring accuracy against the reference (teacher-forced)")
+        scored = agreement(reference, teacher_forced_logprobs(model, reference.sequences, tokenizer.pad_token_id,
+                                                              device))
+        return self._keep(self._accuracy, key, scored, task, device), "computed"
+
+    def _labeled_figure(self, task: dict[str, Any], config: dict[str, Any], device: str) -> tuple[float | None, str]:
+        """(exact-match accuracy of ``config``'s greedy answers on the labeled set, where it came from)."""
+        labeled = labeled_spec(task)
+        if not labeled:
+            return None, "memory"
+        key = self._labeled_key(task, config, device)
+        known, source = self._known(self._labeled, key, LABELED_FIGURES, task, device)
+        if known is not None:
+            return known["task_accuracy"], source
+        from tuner.measure.backends.hf_task_accuracy import labeled_accuracy
+
+        model, _, _ = self._model(task, config, device)
+        model.set_attn_implementation(config["attn_implementation"])
+        phases.enter(f"scoring task accuracy ({len(labeled['items'])} labeled questions)")
+        share = labeled_accuracy(model, self._tokenizer(task["model"]), labeled["items"], labeled["new_tokens"],
+                                 task["workload"]["chat_template"], device)
+        return self._keep(self._labeled, key, {"task_accuracy": share}, task, device)["task_accuracy"], "computed"
 
     def _task_accuracy(self, task: dict[str, Any], config: dict[str, Any], device: str) -> float | None:
         """Exact-match accuracy of ``config``'s greedy answers on the task's labeled set; None without one."""
-        labeled = labeled_spec(task)
-        if not labeled:
-            return None
-        key = self._labeled_key(task, config, device)
-        if key not in self._labeled:
-            from tuner.measure.backends.hf_task_accuracy import labeled_accuracy
-
-            model, _, _ = self._model(task, config, device)
-            model.set_attn_implementation(config["attn_implementation"])
-            phases.enter(f"scoring task accuracy ({len(labeled['items'])} labeled questions)")
-            self._labeled[key] = labeled_accuracy(model, self._tokenizer(task["model"]), labeled["items"],
-                                                  labeled["new_tokens"], task["workload"]["chat_template"], device)
-        return self._labeled[key]
+        return self._labeled_figure(task, config, device)[0]
 
     def _reference_metrics(self, task: dict[str, Any], device: str) -> dict[str, Any]:
-        """The reference config's own figures a bound can be relative to."""
-        return {"task_accuracy": self._task_accuracy(task, self._reference_config(task), device)}
+        """The reference config's own figures a bound can be relative to (their cost is the reference's)."""
+        start = time.perf_counter()
+        task_accuracy, source = self._labeled_figure(task, self._reference_config(task), device)
+        if labeled_spec(task):  # without a labeled set the reference has no figure of its own to produce
+            self._reference_cost.note(source, time.perf_counter() - start if source == "computed" else 0.0)
+        return {"task_accuracy": task_accuracy}
 
     def _group(self, world: int, device: str) -> ShardGroup:
         """The live rank group for ``world`` shards (one group at a time: a new shard count replaces it)."""
@@ -224,18 +304,20 @@ class HFBackend:
         """Tensor-parallel: the ranks time the sharded model and score it against the unsharded reference."""
         world = config["shard_count"]
         plan_shard(model_config(task["model"], len(self._tokenizer(task["model"]))), 0, world)
+        self._reference_cost = ReferenceCost()
         accuracy_start = time.perf_counter()
-        reference = self._reference(task, device)
         reference_metrics = self._reference_metrics(task, device)
         key, labeled_key = self._accuracy_key(task, config, device), self._labeled_key(task, config, device)
         labeled = labeled_spec(task)
-        cached = key in self._accuracy
+        known, figures_source = self._known(self._accuracy, key, ACCURACY_FIGURES, task, device)
+        reference = None if known is not None else self._reference(task, device)
+        known_labeled = self._known(self._labeled, labeled_key, LABELED_FIGURES, task, device)[0] if labeled else None
         request: dict[str, Any] = {"task": task, "config": config,
-                                   "sequences": None if cached else reference.sequences,
-                                   "labeled": labeled if labeled and labeled_key not in self._labeled else None}
+                                   "sequences": None if reference is None else reference.sequences,
+                                   "labeled": labeled if labeled and known_labeled is None else None}
         if rank_fault is not None:
             request["fault_rank"], request["fault"] = rank_fault
-        reference_s = time.perf_counter() - accuracy_start  # the ranks report their own forward passes
+        accuracy_s = time.perf_counter() - accuracy_start  # the ranks report their own forward passes
         group = self._group(world, device)
         phases.enter(f"measuring on {world} tensor-parallel ranks")
         try:
@@ -243,17 +325,18 @@ class HFBackend:
         except Exception:
             self._shards = None  # the group closed itself: the next sharded config starts fresh ranks
             raise
-        if answer["logprobs"] is not None:
+        if answer["logprobs"] is not None and reference is not None:
             scoring_start = time.perf_counter()
-            self._accuracy[key] = agreement(reference, answer["logprobs"])
-            reference_s += time.perf_counter() - scoring_start
+            self._keep(self._accuracy, key, agreement(reference, answer["logprobs"]), task, device)
+            accuracy_s += time.perf_counter() - scoring_start
         if answer.get("task_accuracy") is not None:
-            self._labeled[labeled_key] = answer["task_accuracy"]
+            self._keep(self._labeled, labeled_key, {"task_accuracy": answer["task_accuracy"]}, task, device)
         metrics, info = answer["metrics"], answer["info"]
         metrics.update(self._accuracy[key])
-        metrics["task_accuracy"] = self._labeled.get(labeled_key) if labeled else None
-        info.update({"device": device, "accuracy_s": reference_s, "accuracy_cached": cached,
-                     "accuracy_path": ACCURACY_PATH, "reference_metrics": reference_metrics})
+        metrics["task_accuracy"] = self._labeled[labeled_key]["task_accuracy"] if labeled else None
+        info.update({"device": device, "accuracy_s": accuracy_s, "accuracy_cached": known is not None,
+                     **self._reference_cost.info(figures_source), "accuracy_path": ACCURACY_PATH,
+                     "reference_metrics": reference_metrics})
         return metrics, info
 
     def close(self) -> None:
@@ -295,17 +378,20 @@ class HFBackend:
         load_start = time.perf_counter()
         model, quantized_modules, loaded = self._model(task, config, device)
         load_s = time.perf_counter() - load_start
+        self._reference_cost = ReferenceCost()
 
         # Accuracy first: it is cheap next to timing, and a config that breaks an accuracy bound stops here.
         accuracy_start = time.perf_counter()
-        accuracy, cached = self._accuracy_of(task, config, device)
+        accuracy, figures_source = self._accuracy_of(task, config, device)
         reference_metrics = self._reference_metrics(task, device)
         miss = stop.accuracy_miss(accuracy, reference_metrics) if stop else None
         task_accuracy = None if miss else self._task_accuracy(task, config, device)
         miss = miss or (stop.accuracy_miss({"task_accuracy": task_accuracy}, reference_metrics) if stop else None)
         accuracy_s = time.perf_counter() - accuracy_start
         common = {"device": device, "loaded_weights": loaded, "load_s": load_s, "accuracy_s": accuracy_s,
-                  "accuracy_cached": cached, "accuracy_path": ACCURACY_PATH, "reference_metrics": reference_metrics,
+                  "accuracy_cached": figures_source != "computed", **self._reference_cost.info(figures_source),
+                  "accuracy_path": ACCURACY_PATH,
+                  "reference_metrics": reference_metrics,
                   "quantized_modules": quantized_modules,
                   "weight_dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
         if miss:
