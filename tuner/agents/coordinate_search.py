@@ -68,11 +68,12 @@ class CoordinateAgent(Agent):
 
         def worth_paying_for(candidate: dict[str, Any], moved: str) -> bool | None:
             """Whether the move's costly version may gain, judged on cheap twins (None: the budget ran out)."""
+            knob = space.knob(moved)
             if (not self.cost_aware or not _costly_knobs(space, candidate) - {moved}
-                    or space.knob(moved).is_costly(candidate[moved])):
-                return True  # nothing to screen: cheap, or its cost is the move itself
+                    or knob.is_costly(candidate[moved]) or knob.is_costly(best.config[moved])):
+                return True  # nothing to screen: cheap, its cost is the move itself, or it drops a cost
             twin, base = _cheap_twin(space, candidate), _cheap_twin(space, best.config)
-            if config_key(twin) not in allowed or config_key(base) not in allowed:
+            if config_key(twin) not in allowed or config_key(base) not in allowed or twin == base:
                 return True
             base_record = measure(base)
             twin_record = measure(twin) if base_record is not None else None
@@ -132,6 +133,8 @@ def _twin_gains(twin: Record, base: Record, objective: Any) -> bool:
     A latency bound the cheap twin breaks, its costly version may keep (compiling makes each step faster), so
     only an accuracy break (which the costly knobs do not change) or a failure rules the move out.
     """
+    if base.status not in ("ok", "unstable", "pruned") or not is_number(base.metrics.get(objective.metric)):
+        return True  # the best's twin failed (it may only fit sharded): no yardstick, pay for the move
     if twin.status not in ("ok", "unstable", "pruned"):
         return False
     if StopRule.for_objective(objective, None).accuracy_miss(twin.metrics, twin.info.get("reference_metrics")):

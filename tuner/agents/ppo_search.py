@@ -80,7 +80,7 @@ def _env_factory(task_file: str, run_dir: Path, index: int, n_envs: int, cache_d
         worker_env = {"CUDA_VISIBLE_DEVICES": str(index)} if device == "cuda" else {HOST_WORKERS: str(n_envs)}
         return TuningEnv(task_file, runs_dir=str(run_dir), run_name=f"env{index}", budget=10**9,
                          cache_dir=str(cache_dir), worker_env=worker_env, agent="ppo", resume=resume,
-                         report_records=True)
+                         report_records=True, compile_cache=True)  # a search, as tune's own session
     return make
 
 

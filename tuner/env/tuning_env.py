@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from tuner.env.codec import ActionCodec, value_mask
 from tuner.env.observation import LIMIT, ObservationBuilder, task_context
-from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator, may_reuse_compiles
 from tuner.evaluation.resume import Journal
 from tuner.evaluation.session import TuningSession
 from tuner.records import read_records
@@ -33,7 +33,7 @@ class TuningEnv(gym.Env):
     def __init__(self, task_path: str | None = None, *, session: TuningSession | None = None,
                  runs_dir: str = "runs", run_name: str | None = None, budget: int | None = None,
                  cache_dir: str | None = None, worker_env: dict[str, str] | None = None, agent: str = "gym",
-                 resume: bool = False, report_records: bool = False):
+                 resume: bool = False, report_records: bool = False, compile_cache: bool = False):
         if session is None:
             if task_path is None:
                 raise ValueError("TuningEnv needs a task_path or a session")
@@ -41,7 +41,7 @@ class TuningEnv(gym.Env):
             run_dir = Path(runs_dir) / (run_name or f"gym-{task.id}")
             journal = Journal(read_records(run_dir / "records.jsonl")) if resume else None
             evaluator = Evaluator(task, run_dir, agent=agent, cache_dir=Path(cache_dir) if cache_dir else None,
-                                  worker_env=worker_env)
+                                  worker_env=worker_env, compile_cache=compile_cache and may_reuse_compiles(task))
             session = TuningSession(evaluator, budget or task.budget, journal=journal)
             self._owns_evaluator = True
         else:

@@ -83,7 +83,7 @@ class Evaluator:
         # added to the spec joins the key by itself; the model by identity, not by where its file lies.
         self._key_base = {**self._worker_spec, "model": task.model_identity, "backend": task.backend,
                           "fingerprint": self.fingerprint, "measurement_version": MEASUREMENT_VERSION}
-        if compile_cache:  # its warmup_s may be a reused compile: not the figure a cold ``measure`` asks for
+        if compile_cache and task.backend == "hf":  # its warmup_s may be a reused compile, not a cold one
             self._key_base["compile_cache"] = True
 
     def __enter__(self) -> Evaluator:
@@ -225,6 +225,12 @@ class Evaluator:
         self.trial += 1
         after_record(self.trial)
         return record
+
+
+def may_reuse_compiles(task: TaskSpec) -> bool:
+    """A search reuses compiled graphs, unless the objective ranks or bounds ``warmup_s`` (then it is cold)."""
+    objective = task.objective
+    return "warmup_s" not in {objective.metric, *(bound.metric for bound in objective.bounds)}
 
 
 def _open_measurer(task: TaskSpec, run_dir: Path, worker_env: dict[str, str] | None, echo: bool) -> Measurer:

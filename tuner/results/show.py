@@ -102,9 +102,10 @@ def cost_lines(run: RunFolder) -> list[str]:
              + ", ".join(f"{count} {status}" for status, count in statuses.most_common()),
              (f"wall time {wall:.0f} s" if is_number(wall) else "wall time n/a") + (f": {parts}" if parts else "")]
     share = overhead_share(split)
-    if share is not None and run.measurements:
-        lines.append(f"overhead (loading, compile, reference answers, worker, tuner): {100 * share:.0f}% of that "
-                     "time; the rest ran the configs")
+    ran = any(not (record.info or {}).get("replay") and not record.cached for record in run.records)
+    if share is not None and ran and is_number(wall):  # a replay or a cached run ran no config: nothing to split
+        lines.append(f"overhead (loading, compile, reference answers, worker, failed measurements, tuner): "
+                     f"{100 * share:.0f}% of the wall time; the rest ran the configs")
     saved = pruning_saved(run.records)
     if saved is not None:
         median, estimate = shown(saved["whole_median_s"], ".0f"), shown(saved["saved_s"], ".0f")

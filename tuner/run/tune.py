@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from tuner.agents import Agent
-from tuner.evaluation.evaluator import Evaluator
+from tuner.evaluation.evaluator import Evaluator, may_reuse_compiles
 from tuner.evaluation.racing import CONFIRMATIONS, contenders, race
 from tuner.evaluation.resume import Journal
 from tuner.evaluation.session import BudgetExhausted, TuningSession
@@ -87,12 +87,6 @@ def _record_brief(record: Record) -> dict[str, Any]:
             "metrics": record.metrics, "objective": record.objective, "cached": record.cached}
 
 
-def _may_reuse_compiles(task: TaskSpec) -> bool:
-    """A search reuses compiled graphs, unless the objective ranks or bounds ``warmup_s`` (then it is cold)."""
-    objective = task.objective
-    return "warmup_s" not in {objective.metric, *(bound.metric for bound in objective.bounds)}
-
-
 def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: Path, cache_dir: Path | None = None,
              out: TextIO | None = sys.stdout, plot: bool = True, tracker: Tracker | None = None,
              journal: Journal | None = None, settings: dict[str, Any] | None = None, time_s: float | None = None,
@@ -122,7 +116,7 @@ def run_tune(task: TaskSpec, agent: Agent, *, budget: int, seed: int, run_dir: P
 
     racing = confirm > 0 and task.backend == "hf"
     with Evaluator(task, run_dir, agent=agent.name, cache_dir=cache_dir, prune_below=prune_below,
-                   quiet=QuietRule.from_environment(), compile_cache=_may_reuse_compiles(task)) as evaluator:
+                   quiet=QuietRule.from_environment(), compile_cache=may_reuse_compiles(task)) as evaluator:
         session = TuningSession(evaluator, budget, on_record=progress, journal=journal,
                                 on_training=tracker.log_training if tracker is not None else None,
                                 time_s=time_s, time_used_s=time_used_s, clock=clock, started=clock_start)

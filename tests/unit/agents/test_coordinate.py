@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from tests.helpers import ROOT
 from tuner.agents import make_agent
-from tuner.agents.coordinate_search import CoordinateAgent
+from tuner.agents.coordinate_search import CoordinateAgent, _twin_gains
 from tuner.evaluation.evaluator import Evaluator
 from tuner.evaluation.session import TuningSession
 from tuner.learning.transfer import replay_task
 from tuner.library.catalog import load_library
 from tuner.library.landscape import config_tuple, load_landscape
-from tuner.records import config_key
+from tuner.objective import Bound, ObjectiveSpec
+from tuner.records import Record, config_key
 
 KEY = "benchmarks/landscapes/smollm2-cpu-key.yaml"  # the README task on an AMX Xeon: bfloat16 batch 64 is best
 
@@ -71,3 +72,20 @@ def test_a_move_from_a_compiled_best_is_paid_for_only_when_its_cheap_twin_gains(
     assert landscape.quality(config_tuple(aware.best.config)) == 1.0 == landscape.quality(
         config_tuple(plain.best.config))
     assert len(compiled(aware)) < len(compiled(plain))
+
+
+def _record(status: str, tokens_per_s: float | None, **metrics) -> Record:
+    return Record(run="r", task="t", space="s", trial=0, agent="coordinate", config={}, status=status, error=None,
+                  metrics={"tokens_per_s": tokens_per_s, **metrics}, objective=0.0, feasible=True, cached=False,
+                  fingerprint={}, started_at="", duration_s=1.0)
+
+
+def test_a_cheap_twin_judges_a_move_by_speed_and_accuracy_not_latency():
+    objective = ObjectiveSpec(bounds=(Bound("top1_agree", minimum=0.9), Bound("latency_p95_s", maximum=1.0)))
+    base = _record("ok", 100.0, top1_agree=1.0, latency_p95_s=0.5)
+    assert _twin_gains(_record("ok", 120.0, top1_agree=1.0, latency_p95_s=3.0), base, objective)  # compile may fix
+    assert not _twin_gains(_record("ok", 90.0, top1_agree=1.0), base, objective)
+    assert not _twin_gains(_record("ok", 150.0, top1_agree=0.5), base, objective)  # compiling keeps the accuracy
+    assert not _twin_gains(_record("oom", None), base, objective)
+    # the best's own twin failed (a model that fits only sharded): no yardstick, so the move is paid for
+    assert _twin_gains(_record("oom", None), _record("oom", None), objective)
