@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -84,8 +86,10 @@ def run_one(task: Path, agent: str, minutes: float, seed: int, runs: Path, out: 
         command += ["--agent", agent]
     print(f"{name}: {' '.join(command[2:])}", flush=True)
     started, clock = datetime.now().astimezone(), time.monotonic()
-    with open(out / "live-runs" / f"{name}.log", "w") as log:
-        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    # compiled graphs of its own, as on a fresh machine: nothing compiled by an earlier run is reused
+    with open(out / "live-runs" / f"{name}.log", "w") as log, tempfile.TemporaryDirectory() as compiled:
+        done = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                              env={**os.environ, "TORCHINDUCTOR_CACHE_DIR": compiled})
     wall = time.monotonic() - clock
     if done.returncode != 0:
         raise SystemExit(f"{name} failed (exit {done.returncode}); see {out / 'live-runs' / (name + '.log')}")

@@ -1,7 +1,10 @@
-"""Where a worker keeps what outlives one measurement on disk: compiled graphs and the reference's answers.
+"""What a worker keeps on disk beyond one measurement: the reference's answers here, compiled graphs in torch's.
 
-The evaluator passes them in the worker's environment (read without torch): both live under the measurement
-cache's folder (``runs/cache`` or ``--cache-dir``), so ``--no-cache`` and each ``compare`` seed start from nothing.
+The evaluator passes the settings in the worker's environment (read without torch). The reference store lives
+under the measurement cache's folder (``runs/cache`` or ``--cache-dir``; run-local for ``tune --no-cache``, none
+for ``measure --no-cache``). Inductor's caches stay where torch keeps them (``$TORCHINDUCTOR_CACHE_DIR``, by
+default a per-user folder under /tmp), never in the runs folder: inductor loads what it finds there (pickled
+graphs, shared objects), and a runs folder may come from someone else.
 """
 
 from __future__ import annotations
@@ -11,25 +14,20 @@ from pathlib import Path
 
 CACHE_DIR = "INFERTUNE_CACHE_DIR"  # the measurement cache's folder; the worker's own stores go inside it
 COMPILE_CACHE = "INFERTUNE_COMPILE_CACHE"  # "1": reuse inductor's compiled graphs across configs and runs
-INDUCTOR_CACHE_DIR = "TORCHINDUCTOR_CACHE_DIR"  # torch's own variable: where inductor writes kernels and graphs
 
 
 def worker_cache_env(cache_dir: Path, compile_cache: bool, stores: bool = True) -> dict[str, str]:
-    """The environment that points a worker's stores into ``cache_dir`` (a user's own inductor folder is kept).
+    """The environment that points a worker's reference store into ``cache_dir`` and says whether graphs are reused.
 
-    ``stores``: False when nothing cached may answer (``measure --no-cache``): the reference is computed afresh.
+    ``stores``: False when nothing cached may answer (``measure --no-cache``): the reference is computed afresh
+    (the variable is set empty, so one exported by the user does not count either).
     """
-    env = {COMPILE_CACHE: "1" if compile_cache else "0"}
-    if stores:
-        env[CACHE_DIR] = str(Path(cache_dir).resolve())
-    if not os.environ.get(INDUCTOR_CACHE_DIR):
-        env[INDUCTOR_CACHE_DIR] = str(Path(cache_dir).resolve() / "torch-compile")
-    return env
+    return {COMPILE_CACHE: "1" if compile_cache else "0", CACHE_DIR: str(Path(cache_dir).resolve()) if stores else ""}
 
 
 def compile_cache_enabled() -> bool:
     """Whether this worker may serve a compile from inductor's FX graph cache (a search: yes; figures asked for
-    with ``measure`` or ``record``: no, their ``warmup_s`` is a cold compile)."""
+    with ``measure`` or ``record``: no, their ``warmup_s`` is a whole compile)."""
     return os.environ.get(COMPILE_CACHE) == "1"
 
 
