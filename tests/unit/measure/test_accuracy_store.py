@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import threading
+import time
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load, save_file
 
 from tuner.measure.backends import accuracy_store, hf_task_accuracy
 from tuner.measure.backends import hf as hf_module
@@ -145,6 +150,22 @@ def test_a_sharded_config_reads_its_figures_from_disk(task, store, monkeypatch):
     assert first["task_accuracy"] == 0.5 and first["top1_agree"] < 0.5  # the ranks' figures, not the reference's
 
 
+class RanksWithoutTaskAccuracy(FakeRanks):
+    """Ranks whose answer carries no task accuracy, though a labeled set was asked for."""
+
+    def measure(self, request: dict) -> dict:
+        return {**super().measure(request), "task_accuracy": None}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="2 tensor-parallel ranks need 2 CPU cores")
+def test_a_rank_answer_without_task_accuracy_gives_none(task, monkeypatch):
+    monkeypatch.delenv(CACHE_DIR, raising=False)
+    ranks = RanksWithoutTaskAccuracy(len(load_tokenizer(task["model"])))
+    monkeypatch.setattr(HFBackend, "_group", lambda _self, _world, _device: ranks)
+    metrics, _ = _measure(task, SHARDED)
+    assert ranks.requests[-1]["labeled"] and metrics["task_accuracy"] is None
+
+
 BASE = {"id": "t", "model": {"tiny": {}}, "seed": 0, "workload": {"chat_template": False},
         "accuracy": {"eval_prompts": ["a"], "new_tokens": 8, "reference": {"dtype": "float32"}, "labeled": None}}
 CHANGES = {"id": {"id": "u"}, "model": {"model": {"tiny": {"hidden_size": 32}}}, "seed": {"seed": 1},
@@ -158,9 +179,14 @@ CHANGES = {"id": {"id": "u"}, "model": {"model": {"tiny": {"hidden_size": 32}}},
 @pytest.mark.parametrize("part", sorted(CHANGES))
 def test_every_part_of_the_task_is_in_the_key(part):
     reference = {"dtype": "float32"}
-    assert accuracy_store.task_key(BASE, "cpu", reference) == accuracy_store.task_key(dict(BASE), "cpu", reference)
     assert accuracy_store.task_key({**BASE, **CHANGES[part]}, "cpu", reference) != \
         accuracy_store.task_key(BASE, "cpu", reference)
+
+
+def test_timing_settings_are_not_in_the_key():
+    # a config's accuracy does not depend on how it is timed: a new timing budget keeps the stored reference
+    timing = {**BASE, "workload": {**BASE["workload"], "max_repeats": 9, "max_measure_s": 1.0}}
+    assert accuracy_store.task_key(timing, "cpu", {}) == accuracy_store.task_key(BASE, "cpu", {})
 
 
 def test_device_reference_config_and_software_are_in_the_key(monkeypatch):
@@ -202,12 +228,13 @@ def test_a_damaged_entry_is_computed_again_and_rewritten(task, store, monkeypatc
     assert {name: served[name] for name in FIGURES} == {name: again[name] for name in FIGURES}
 
 
-def _stored_reference(count: int = 2, vocab: int = 5) -> Reference:
+def _stored_reference(count: int = 2, vocab: int = 8) -> Reference:
     sequences = [([1, 2], [3, 4, 5]) for _ in range(count)]
     return Reference(sequences, [torch.log_softmax(torch.randn(3, vocab), -1) for _ in range(count)])
 
 
-@pytest.mark.parametrize("damage", ["fewer tensors", "wrong length", "other vocab", "float64", "bad sequences"])
+@pytest.mark.parametrize("damage", ["fewer tensors", "wrong length", "other vocab", "float64", "bad sequences",
+                                    "token id out of range", "negative token id", "infinite log-prob"])
 def test_a_reference_file_that_does_not_fit_is_a_miss(store, damage):
     reference = _stored_reference()
     accuracy_store.save_reference("k", reference)
@@ -216,19 +243,26 @@ def test_a_reference_file_that_does_not_fit_is_a_miss(store, damage):
     assert all(torch.equal(a, b) for a, b in zip(loaded.logprobs, reference.logprobs, strict=True))  # exact
     # one sequence per eval prompt: a file with more or fewer is another task's
     assert accuracy_store.load_reference("k", 3) is None and accuracy_store.load_reference("k", 1) is None
+    # the model's output width, when the caller knows it: another model's log-probabilities do not fit
+    assert accuracy_store.load_reference("k", 2, vocab=8) is not None
+    assert accuracy_store.load_reference("k", 2, vocab=9) is None
     if damage == "fewer tensors":
         reference.logprobs.pop()
     elif damage == "wrong length":
         reference.logprobs[1] = reference.logprobs[1][:2]
     elif damage == "other vocab":
-        reference.logprobs[1] = torch.zeros(3, 6)
+        reference.logprobs[1] = torch.zeros(3, 9)
     elif damage == "float64":
         reference.logprobs[1] = reference.logprobs[1].double()
+    elif damage == "token id out of range":
+        reference.sequences[1] = ([1, 2], [3, 8, 5])  # 8 log-probabilities a position: ids 0 to 7
+    elif damage == "negative token id":
+        reference.sequences[1] = ([-1, 2], [3, 4, 5])
+    elif damage == "infinite log-prob":
+        reference.logprobs[1][0, 0] = -math.inf
     else:
         reference.sequences[1] = ([1, 2], [3, "4", 5])  # type: ignore[list-item]
     tensors = {str(index): tensor.contiguous() for index, tensor in enumerate(reference.logprobs)}
-    from safetensors.torch import save_file
-
     save_file(tensors, store / "k.safetensors", metadata={"sequences": json.dumps(reference.sequences)})
     assert accuracy_store.load_reference("k", 2) is None
 
@@ -250,13 +284,14 @@ def test_the_store_holds_no_pickle(task, store):
     _measure(task, FLOAT32)
     _measure(task, BFLOAT16)
     files = sorted(store.iterdir())
-    # one reference (tensors + token ids), its labeled figure (eager attention: a variant of its own), and two
-    # variants x (teacher-forced figures, labeled figure)
+    # only formats that run no code when read: one reference (tensors + token ids), its labeled figure (eager
+    # attention: a variant of its own), and two variants x (teacher-forced figures, labeled figure)
     assert sorted(path.suffix for path in files) == [".json"] * 5 + [".safetensors"]
     for path in files:
-        assert path.read_bytes()[:1] != b"\x80"  # a pickle's first byte (protocol 2 and later)
         if path.suffix == ".json":
-            assert set(json.loads(path.read_text())) in ({"top1_agree", "kl"}, {"task_accuracy"})
+            assert set(json.loads(path.read_bytes())) in ({"top1_agree", "kl"}, {"task_accuracy"})
+        else:
+            assert set(load(path.read_bytes())) == {str(i) for i in range(len(task["accuracy"]["eval_prompts"]))}
 
 
 def test_an_unwritable_store_costs_only_the_recompute(task, tmp_path, monkeypatch):
@@ -265,3 +300,139 @@ def test_an_unwritable_store_costs_only_the_recompute(task, tmp_path, monkeypatc
     monkeypatch.setenv(CACHE_DIR, str(blocked))
     _, info = _measure(task, FLOAT32)
     assert info["reference_cached"] == "computed" and os.listdir(tmp_path) == ["file"]
+
+
+SAVED_FIGURES = {"top1_agree": 0.75, "kl": 0.125}
+
+
+def _save_entry(key: str, suffix: str) -> None:
+    """Store a valid entry of the kind ``suffix`` names under ``key``."""
+    if suffix == ".json":
+        accuracy_store.save_figures(key, SAVED_FIGURES)
+    else:
+        accuracy_store.save_reference(key, _stored_reference())
+
+
+def _load_entry(key: str, suffix: str) -> object:
+    """The entry of the kind ``suffix`` names under ``key``, as the store serves it (None: a miss)."""
+    if suffix == ".json":
+        return accuracy_store.load_figures(key, SAVED_FIGURES)
+    return accuracy_store.load_reference(key, 2)
+
+
+def _tree(folder) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("suffix", [".json", ".safetensors"])
+def test_a_linked_entry_is_a_miss_and_nothing_is_written_through_it(store, tmp_path, monkeypatch, suffix):
+    outside = tmp_path / "elsewhere"
+    with monkeypatch.context() as patch:
+        patch.setenv(CACHE_DIR, str(outside))
+        _save_entry("a", suffix)
+        assert _load_entry("a", suffix) is not None  # a valid entry: served where it lies
+    before = _tree(outside)
+    store.mkdir(parents=True)
+    (store / f"k{suffix}").symlink_to(outside / accuracy_store.FOLDER / f"a{suffix}")
+    assert _load_entry("k", suffix) is None
+    _save_entry("k", suffix)  # the link is replaced, not written through
+    assert _tree(outside) == before and not (store / f"k{suffix}").is_symlink()
+    assert _load_entry("k", suffix) is not None
+
+
+@pytest.mark.parametrize("suffix", [".json", ".safetensors"])
+def test_a_fifo_entry_is_a_miss_at_once(store, suffix):
+    store.mkdir(parents=True)
+    fifo = store / f"k{suffix}"
+    os.mkfifo(fifo)
+    served: list[object] = []
+    reader = threading.Thread(target=lambda: served.append(_load_entry("k", suffix)), daemon=True)
+    start = time.perf_counter()
+    reader.start()
+    reader.join(timeout=1.0)
+    waited = time.perf_counter() - start
+    if reader.is_alive():  # blocked on the FIFO: a writer that leaves at once ends its read
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(timeout=1.0)
+    assert served == [None] and waited < 0.5
+    _save_entry("k", suffix)  # replaced by a real entry
+    assert _load_entry("k", suffix) is not None
+
+
+@pytest.mark.parametrize("linked", ["store folder", "cache folder"])
+def test_a_linked_folder_is_neither_read_nor_written(tmp_path, monkeypatch, linked):
+    outside = tmp_path / "elsewhere"
+    monkeypatch.setenv(CACHE_DIR, str(outside))
+    for suffix in (".json", ".safetensors"):
+        _save_entry("k", suffix)
+    before = _tree(outside)
+    cache = tmp_path / "cache"
+    if linked == "store folder":
+        cache.mkdir()
+        (cache / accuracy_store.FOLDER).symlink_to(outside / accuracy_store.FOLDER, target_is_directory=True)
+    else:
+        cache.symlink_to(outside, target_is_directory=True)
+    monkeypatch.setenv(CACHE_DIR, str(cache))
+    for suffix in (".json", ".safetensors"):
+        assert _load_entry("k", suffix) is None
+        for key in ("k", "other"):
+            _save_entry(key, suffix)  # memory only: no error
+    assert _tree(outside) == before
+
+
+@pytest.mark.parametrize("figures", [{"top1_agree": 1.5, "kl": 0.1}, {"top1_agree": 0.5, "kl": -5},
+                                     {"top1_agree": -0.1, "kl": 0.1}, {"top1_agree": 0.5, "kl": "Infinity"},
+                                     {"task_accuracy": 1.01}, "oversized"],
+                         ids=["top1 1.5", "kl -5", "top1 -0.1", "kl infinity", "task_accuracy 1.01", "oversized"])
+def test_an_implausible_figure_is_a_miss(store, figures):
+    store.mkdir(parents=True)
+    if figures == "oversized":  # valid JSON, past the cap
+        figures = {"top1_agree": 0.5, "kl": 0.1}
+        (store / "k.json").write_text(json.dumps(figures) + " " * 65536)
+    else:
+        (store / "k.json").write_text(json.dumps(figures).replace('"Infinity"', "Infinity"))
+    assert accuracy_store.load_figures("k", set(figures)) is None
+    accuracy_store.save_figures("k", {name: 0.5 for name in figures})
+    assert accuracy_store.load_figures("k", set(figures)) == {name: 0.5 for name in figures}
+
+
+def _make_implausible(store, damage: str) -> None:
+    """Give each entry ``damage`` touches a value of the right type but out of its range."""
+    for path in store.iterdir():
+        if path.suffix == ".safetensors" and damage in ("token id out of range", "NaN log-prob"):
+            with safe_open(path, framework="pt") as stored:  # the test's own file: safe to open by path
+                sequences = json.loads(stored.metadata()["sequences"])
+            tensors = {name: tensor.clone() for name, tensor in load(path.read_bytes()).items()}
+            if damage == "NaN log-prob":
+                tensors["0"][0, 0] = math.nan
+            else:
+                sequences[0][1][0] = tensors["0"].shape[-1]
+            save_file(tensors, path, metadata={"sequences": json.dumps(sequences)})
+        elif path.suffix == ".json" and damage in ("kl -5", "top1 1.5"):
+            figures = json.loads(path.read_text())
+            if "kl" in figures:
+                figures.update({"kl": -5} if damage == "kl -5" else {"top1_agree": 1.5})
+            path.write_text(json.dumps(figures))
+
+
+@pytest.mark.parametrize("damage", ["token id out of range", "NaN log-prob", "kl -5", "top1 1.5"])
+def test_an_implausible_entry_is_computed_again_and_overwritten(task, store, monkeypatch, damage):
+    first, _ = _measure(task, FLOAT32)
+    _make_implausible(store, damage)
+    in_reference = damage in ("token id out of range", "NaN log-prob")
+    config = BFLOAT16 if in_reference else FLOAT32  # a new variant: it needs the reference's tensors
+    again, info = _measure(task, config)
+    if in_reference:
+        assert info["reference_cached"] == "computed"
+    else:
+        assert info["accuracy_cached"] is False
+        assert {name: again[name] for name in FIGURES} == {name: first[name] for name in FIGURES}
+    count = len(task["accuracy"]["eval_prompts"])
+    assert all(accuracy_store.load_reference(path.stem, count) for path in store.glob("*.safetensors"))
+    assert all(accuracy_store.load_figures(path.stem, json.loads(path.read_bytes())) for path in store.glob("*.json"))
+    _forbid(monkeypatch, "greedy_sequences", "teacher_forced_logprobs", "labeled_accuracy")
+    served, info = _measure(task, config)  # overwritten: served whole from disk
+    assert info["reference_cached"] == "disk" and info["accuracy_cached"] is True
+    assert {name: served[name] for name in FIGURES} == {name: again[name] for name in FIGURES}

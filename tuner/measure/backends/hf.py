@@ -195,7 +195,9 @@ class HFBackend:
             self._reference_cost.note("memory")
             return self._references[key]
         start = time.perf_counter()
-        stored = accuracy_store.load_reference(self._store_key(task, device), len(task["accuracy"]["eval_prompts"]))
+        width = model_config(task["model"], len(self._tokenizer(task["model"]))).vocab_size  # the logits' width
+        stored = accuracy_store.load_reference(self._store_key(task, device), len(task["accuracy"]["eval_prompts"]),
+                                               vocab=width)
         if stored is not None:
             self._reference_cost.note("disk")
         else:
@@ -333,7 +335,7 @@ class HFBackend:
             self._keep(self._labeled, labeled_key, {"task_accuracy": answer["task_accuracy"]}, task, device)
         metrics, info = answer["metrics"], answer["info"]
         metrics.update(self._accuracy[key])
-        metrics["task_accuracy"] = self._labeled[labeled_key]["task_accuracy"] if labeled else None
+        metrics["task_accuracy"] = self._labeled.get(labeled_key, {}).get("task_accuracy") if labeled else None
         info.update({"device": device, "accuracy_s": accuracy_s, "accuracy_cached": known is not None,
                      **self._reference_cost.info(figures_source), "accuracy_path": ACCURACY_PATH,
                      "reference_metrics": reference_metrics})
