@@ -32,7 +32,7 @@ from tuner.evaluation.session import rankable
 from tuner.measure.fingerprint import cpu_model
 from tuner.objective import score_row
 from tuner.records import Record, read_records
-from tuner.results.costs import overhead_share, time_split
+from tuner.results.costs import overhead_share, time_split, trial_overhead_mean
 from tuner.task import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +105,7 @@ def run_one(task: Path, agent: str, minutes: float, seed: int, runs: Path, out: 
               "curve": _curve(records, started), "version": VERSION,
               "time_split_s": time_split(records, summary.get("duration_s"))}
     result["overhead_share"] = overhead_share(result["time_split_s"])
+    result["trial_overhead_mean"] = trial_overhead_mean(records)
     saved.write_text(json.dumps(result, indent=2))
     return result
 
@@ -129,8 +130,12 @@ def main() -> None:
                    for minutes in args.times.split(",") for seed in args.seeds.split(",")
                    for agent in args.agents.split(",")]
     for row in results:  # a run saved before its readings were: worked out from its run folder, if still there
+        folder = args.runs_dir / row["run"]
         if "measured" not in row:
-            row["measured"] = _measured(args.runs_dir / row["run"])
+            row["measured"] = _measured(folder)
+            (args.out / "live-runs" / f"{row['run']}.json").write_text(json.dumps(row, indent=2))
+        if "trial_overhead_mean" not in row and (folder / "records.jsonl").is_file():
+            row["trial_overhead_mean"] = trial_overhead_mean(read_records(folder / "records.jsonl"))
             (args.out / "live-runs" / f"{row['run']}.json").write_text(json.dumps(row, indent=2))
     # One config measures 10-20% apart from run to run here: a config's value is the mean of its measurements in
     # every run, so two runs naming the same config score the same, and the best known is no single lucky reading.
@@ -147,7 +152,7 @@ def main() -> None:
     source = "landscape" if known is not None and known == best_known else "a run here"
     print(f"\nbest known on {cpu_model()}: {best_known} tok/s ({source}; landscape best {known}, {config})")
     print(f"{'agent':<10} {'time':>5} {'seeds':>5} {'ratio mean':>10} {'min':>6} {'max':>6} {'wall s':>7} "
-          f"{'measured':>8} {'pruned':>6} {'overhead':>8}")
+          f"{'measured':>8} {'pruned':>6} {'overhead':>8} {'of a trial':>10}")
     table = []
     current = [row for row in results if row.get("version", 1) == VERSION]
     for minutes in sorted({row["minutes"] for row in current}):
@@ -161,11 +166,13 @@ def main() -> None:
                      "wall_s_mean": sum(row["wall_s"] for row in rows) / len(rows),
                      "measurements_mean": sum(row["measurements"] for row in rows) / len(rows),
                      "pruned_mean": sum(row["pruned"] for row in rows) / len(rows),
-                     "overhead_share_mean": _mean([row.get("overhead_share") for row in rows])}
+                     "overhead_share_mean": _mean([row.get("overhead_share") for row in rows]),
+                     "trial_overhead_mean": _mean([row.get("trial_overhead_mean") for row in rows])}
             table.append(entry)
             print(f"{agent:<10} {minutes:>4g}m {len(rows):>5} {entry['ratio_mean']:>10.3f} {entry['ratio_min']:>6.3f} "
                   f"{entry['ratio_max']:>6.3f} {entry['wall_s_mean']:>7.0f} {entry['measurements_mean']:>8.1f} "
-                  f"{entry['pruned_mean']:>6.1f} {_shown_share(entry['overhead_share_mean']):>8}")
+                  f"{entry['pruned_mean']:>6.1f} {_shown_share(entry['overhead_share_mean']):>8} "
+                  f"{_shown_share(entry['trial_overhead_mean']):>10}")
     report = {"machine": cpu_model(), "task": str(args.task.relative_to(ROOT)), "best_known_tokens_per_s": best_known,
               "best_known_source": source, "landscape_best": {"tokens_per_s": known, "config": config},
               "version": VERSION, "table": table, "runs": results}

@@ -73,6 +73,16 @@ def overhead_share(split: dict[str, float]) -> float | None:
     return None if total <= 0 else 1.0 - sum(split[part] for part in MEASURING) / total
 
 
+def trial_overhead_mean(records: Sequence[Record]) -> float | None:
+    """The overhead's share of a trial, averaged over the run's measured trials (each its own split, as in
+    ``time_split``: loading, compile, the reference's answers and the worker's overhead over the trial's duration)."""
+    shares = [overhead_share(time_split([record], None)) for record in records
+              if not record.cached and is_number(record.duration_s) and record.duration_s > 0
+              and not (record.info or {}).get("replay")]
+    present = [share for share in shares if share is not None]
+    return sum(present) / len(present) if present else None
+
+
 def pruning_saved(records: Sequence[Record]) -> dict[str, float | int | None] | None:
     """What stopping measurements early saved (design §5), or None when nothing was pruned.
 

@@ -9,7 +9,7 @@ from tuner.evaluation.estimates import Estimate, estimate
 from tuner.evaluation.session import rankable
 from tuner.records import Record, config_key
 from tuner.results.comparison import compare_table
-from tuner.results.costs import overhead_share, pruning_saved, time_split
+from tuner.results.costs import overhead_share, pruning_saved, time_split, trial_overhead_mean
 from tuner.results.run_folder import RunFolder
 from tuner.results.tables import figures_text, metric_text, serving
 from tuner.util.formatting import config_text, shown, table
@@ -104,8 +104,11 @@ def cost_lines(run: RunFolder) -> list[str]:
     share = overhead_share(split)
     ran = any(not (record.info or {}).get("replay") and not record.cached for record in run.records)
     if share is not None and ran and is_number(wall):  # a replay or a cached run ran no config: nothing to split
+        per_trial = trial_overhead_mean(run.records)
+        of_a_trial = shown(None if per_trial is None else 100 * per_trial, ".0f")
         lines.append(f"overhead (loading, compile, reference answers, worker, failed measurements, tuner): "
-                     f"{100 * share:.0f}% of the wall time; the rest ran the configs")
+                     f"{100 * share:.0f}% of the wall time, {of_a_trial}% of a trial on average; the rest ran the "
+                     "configs")
     saved = pruning_saved(run.records)
     if saved is not None:
         median, estimate = shown(saved["whole_median_s"], ".0f"), shown(saved["saved_s"], ".0f")

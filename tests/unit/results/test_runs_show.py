@@ -96,3 +96,19 @@ def test_the_split_charges_a_compile_and_the_reference_as_overhead_and_the_warm_
     assert split["loading"] == 2.0 and split["worker overhead"] == 3.0 and split["tuner overhead"] == 0.0
     assert overhead_share(split) == pytest.approx((27 + 6 + 2 + 3) / 65)
     assert overhead_share(dict.fromkeys(split, 0.0)) is None
+
+
+def test_the_overhead_of_a_trial_is_averaged_over_trials_not_pooled(runs):
+    from tuner.records import read_records
+    from tuner.results.costs import trial_overhead_mean
+
+    measured = read_records(runs / "t1" / "records.jsonl")[0]
+    compiled = dataclasses.replace(measured, status="ok", duration_s=65.0, cached=False,
+                                   metrics={"warmup_s": 30.0, "latency_p50_s": 3.0},
+                                   info={"load_s": 2.0, "inference_s": 50.0, "accuracy_s": 10.0, "reference_s": 6.0})
+    # pruned on accuracy before any timing: 1.7 s of loading, 0.3 s of the config's own scoring
+    pruned = dataclasses.replace(measured, status="pruned", duration_s=2.0, cached=False, metrics={},
+                                 info={"load_s": 1.7, "accuracy_s": 0.3, "pruned": {"stage": "accuracy"}})
+    served = dataclasses.replace(measured, cached=True)  # a cache hit ran nothing
+    assert trial_overhead_mean([compiled, pruned, served]) == pytest.approx((38 / 65 + 1.7 / 2.0) / 2)
+    assert trial_overhead_mean([served]) is None
