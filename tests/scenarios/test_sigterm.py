@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import ROOT, tiny_without_compile
 
 FIRST_RECORD_S = 300  # the worker's start and one tiny measurement, on a loaded 2-core runner
@@ -178,3 +180,17 @@ def test_a_second_signal_while_the_first_unwinds_changes_nothing():
                            "    interrupts._interrupted(signal.SIGTERM, None)  # pkill twice: no second raise\n"
                            "    print('unwound once')\n"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout == "unwound once\n", done.stderr
+
+
+def test_no_worker_starts_after_an_interrupt_even_one_a_library_swallowed():
+    from tuner.measure import launcher
+
+    client = launcher.WorkerClient()
+    launcher.kill_every_worker()  # what the SIGINT/SIGTERM handler does first
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            client.start()  # the run went on to its next measurement: it ends here instead
+        assert client.process is None  # nothing was started
+    finally:
+        launcher.allow_workers()  # as the next command in this process does
+    assert not launcher._STOPPING

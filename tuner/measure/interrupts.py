@@ -10,7 +10,7 @@ import threading
 import time
 from types import FrameType
 
-from tuner.measure.launcher import kill_every_worker
+from tuner.measure.launcher import allow_workers, kill_every_worker
 
 PR_SET_PDEATHSIG = 1
 REPEAT_WINDOW_S = 10.0  # a second signal within this of the first only kills workers again; a later one raises
@@ -45,6 +45,7 @@ def handle_interrupts() -> None:
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread (main() called in-process by a thread)
     _first_interrupt.clear()  # a new command in this process (tests call main() many times)
+    allow_workers()
     for signum in (signal.SIGINT, signal.SIGTERM):
         if signal.getsignal(signum) is not signal.SIG_IGN:  # ignored by who started us (a script's & job): stays so
             signal.signal(signum, _interrupted)

@@ -29,10 +29,20 @@ LOG_LINES = 40
 _LIVE_WORKERS: weakref.WeakSet[WorkerClient] = weakref.WeakSet()  # every client that started a worker
 
 
+_STOPPING: list[bool] = []  # set by an interrupt: no worker may start after it, until a new command allows it
+
+
 def kill_every_worker() -> None:
-    """SIGKILL every live worker's process group now, without waiting (safe in a SIGINT/SIGTERM handler)."""
+    """SIGKILL every live worker's process group now, without waiting (safe in a SIGINT/SIGTERM handler); no
+    worker starts after this, so an interrupt a library swallowed between two measurements still ends the run."""
+    _STOPPING[:] = [True]
     for client in list(_LIVE_WORKERS):
         client.kill_group()
+
+
+def allow_workers() -> None:
+    """A new command in this process (tests call main() many times) may start workers again."""
+    _STOPPING.clear()
 
 
 class WorkerClient:
@@ -75,6 +85,8 @@ class WorkerClient:
 
     def start(self) -> dict[str, Any] | None:
         """Start a worker; None when it is ready, else a failure reply (crash or timeout)."""
+        if _STOPPING:  # interrupted: the KeyboardInterrupt was lost on its way up (e.g. in a finalizer)
+            raise KeyboardInterrupt
         read_fd, write_fd = os.pipe()
         env = self._environment()
         self._log.clear()
