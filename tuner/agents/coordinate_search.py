@@ -24,7 +24,7 @@ from typing import Any
 from tuner.agents.base import Agent
 from tuner.evaluation.session import TuningSession
 from tuner.measure.early_stop import StopRule
-from tuner.records import Record, config_key
+from tuner.records import Record, Status, config_key
 from tuner.util.numbers import is_number
 
 ORDERED_TRIES = 3  # tries per ordered knob and pass: the largest value, then halfway back, twice
@@ -73,7 +73,7 @@ class CoordinateAgent(Agent):
                     or knob.is_costly(candidate[moved]) or knob.is_costly(best.config[moved])):
                 return True  # nothing to screen: cheap, its cost is the move itself, or it drops a cost
             twin, base = _cheap_twin(space, candidate), _cheap_twin(space, best.config)
-            if config_key(twin) not in allowed or config_key(base) not in allowed or twin == base:
+            if config_key(twin) not in allowed or config_key(base) not in allowed:
                 return True
             base_record = measure(base)
             twin_record = measure(twin) if base_record is not None else None
@@ -133,14 +133,14 @@ def _twin_gains(twin: Record, base: Record, objective: Any) -> bool:
     A latency bound the cheap twin breaks, its costly version may keep (compiling makes each step faster), so
     only an accuracy break (which the costly knobs do not change) or a failure rules the move out.
     """
-    if base.status not in ("ok", "unstable", "pruned") or not is_number(base.metrics.get(objective.metric)):
+    mine, theirs = twin.metrics.get(objective.metric), base.metrics.get(objective.metric)
+    if not Status(base.status).scored or not is_number(theirs):
         return True  # the best's twin failed (it may only fit sharded): no yardstick, pay for the move
-    if twin.status not in ("ok", "unstable", "pruned"):
+    if not Status(twin.status).scored:
         return False
     if StopRule.for_objective(objective, None).accuracy_miss(twin.metrics, twin.info.get("reference_metrics")):
         return False
-    mine, theirs = twin.metrics.get(objective.metric), base.metrics.get(objective.metric)
-    if not is_number(mine) or not is_number(theirs):
+    if not is_number(mine):
         return True  # no figure to judge by: pay for the move, as without screening
     return mine > theirs if objective.direction == "maximize" else mine < theirs
 
