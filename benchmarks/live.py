@@ -10,7 +10,7 @@ Runs are resumable: a finished one is read back, not run again, so a long grid i
 measuring changes; the table ranks the current version's runs, while every run's readings still value configs.
 
     python benchmarks/live.py [--agents default,optuna,random] [--times 5,10,20] [--seeds 0,1,2]
-    python benchmarks/live.py --report      # the table and plot of every run saved so far
+    python benchmarks/live.py --report      # the table and plot of every run saved so far (also printed after runs)
 
 Prints a table (mean, min and max of the ratio over seeds, wall time) and saves benchmarks/results/live.json and
 live.png (each run's best found so far over best known, against wall-clock minutes).
@@ -122,13 +122,14 @@ def main() -> None:
     parser.add_argument("--report", action="store_true", help="run nothing: report every run saved so far")
     args = parser.parse_args()
     (args.out / "live-runs").mkdir(parents=True, exist_ok=True)
-    if args.report:
-        results = [json.loads(path.read_text()) for path in sorted((args.out / "live-runs").glob("*.json"))]
-        args.agents = ",".join(dict.fromkeys(row["agent"] for row in results))
-    else:
-        results = [run_one(args.task, agent, float(minutes), int(seed), args.runs_dir, args.out)
-                   for minutes in args.times.split(",") for seed in args.seeds.split(",")
-                   for agent in args.agents.split(",")]
+    if not args.report:
+        for minutes in args.times.split(","):
+            for seed in args.seeds.split(","):
+                for agent in args.agents.split(","):
+                    run_one(args.task, agent, float(minutes), int(seed), args.runs_dir, args.out)
+    # every saved run, whatever this invocation ran: the same best known and table as --report
+    results = [json.loads(path.read_text()) for path in sorted((args.out / "live-runs").glob("*.json"))]
+    args.agents = ",".join(dict.fromkeys(row["agent"] for row in results))
     for row in results:  # a run saved before its readings were: worked out from its run folder, if still there
         folder = args.runs_dir / row["run"]
         if "measured" not in row:
